@@ -1,0 +1,115 @@
+"""HTTP triggers under `/api`, served by uvicorn like `func start` serves them."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import azure.functions as func
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from core.local.invoker import HTTP, FunctionSpec, invoke
+from core.local.routes import CompiledRoute, compile_route
+
+log = logging.getLogger("core.local.host")
+
+ROUTE_PREFIX = "api"
+MAX_BODY_BYTES = 100 * 1024 * 1024  # the Functions host's default request size limit
+_ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+
+
+def _json_error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        json.dumps({"error": message}), status, headers=headers, media_type="application/json"
+    )
+
+
+class HttpRouter:
+    def __init__(self, specs: list[FunctionSpec]) -> None:
+        entries: list[tuple[CompiledRoute, frozenset[str], FunctionSpec]] = []
+        for spec in specs:
+            if spec.trigger_type != HTTP:
+                continue
+            template = spec.trigger.get("route") or spec.name
+            methods = frozenset(m.upper() for m in (spec.trigger.get("methods") or _ALL_METHODS))
+            entries.append((compile_route(template), methods, spec))
+        entries.sort(key=lambda entry: entry[0].precedence)
+        self._entries = entries
+
+    def resolve(
+        self, path: str, method: str
+    ) -> tuple[FunctionSpec, dict[str, str]] | tuple[None, set[str]]:
+        allowed: set[str] = set()
+        for route, methods, spec in self._entries:
+            params = route.match(path)
+            if params is None:
+                continue
+            if method in methods:
+                return spec, params
+            allowed |= methods
+        return None, allowed
+
+    @property
+    def templates(self) -> list[str]:
+        return [route.template for route, _, _ in self._entries]
+
+
+def _to_response(result: Any) -> Response:
+    if isinstance(result, func.HttpResponse):
+        return Response(
+            result.get_body(),
+            result.status_code,
+            headers=dict(result.headers),
+            media_type=result.mimetype,
+        )
+    if result is None:
+        return Response(status_code=204)
+    if isinstance(result, (bytes, str)):
+        return Response(result, 200)
+    return Response(json.dumps(result), 200, media_type="application/json")
+
+
+def build_asgi_app(router: HttpRouter) -> Starlette:
+    async def dispatch(request: Request) -> Response:
+        path = request.url.path
+        prefix = f"/{ROUTE_PREFIX}/"
+        if not path.startswith(prefix):
+            return _json_error(404, f"no function serves {path}; routes live under /{ROUTE_PREFIX}")
+        spec, found = router.resolve(path[len(prefix) :], request.method)
+        if spec is None:
+            if found:
+                return _json_error(
+                    405,
+                    f"method {request.method} not allowed for {path}",
+                    {"Allow": ", ".join(sorted(found))},
+                )
+            return _json_error(404, f"no function serves {request.method} {path}")
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+            return _json_error(413, f"request body over {MAX_BODY_BYTES} bytes")
+        body = await request.body()
+        assert isinstance(found, dict)
+        http_request = func.HttpRequest(
+            method=request.method,
+            url=str(request.url),
+            headers=dict(request.headers),
+            params=dict(request.query_params),
+            route_params=found,
+            body=body,
+        )
+        correlation_id = request.headers.get("x-correlation-id")
+        try:
+            result = await run_in_threadpool(
+                invoke, spec, http_request, correlation_id=correlation_id
+            )
+        except Exception:
+            log.exception("HTTP function '%s' raised", spec.name)
+            return _json_error(500, f"function '{spec.name}' failed; see the host log")
+        return _to_response(result)
+
+    return Starlette(routes=[Route("/{path:path}", dispatch, methods=_ALL_METHODS)])

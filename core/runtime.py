@@ -1,0 +1,126 @@
+"""Composition root: builds each port's adapter once per process.
+
+`RUNTIME=local` (default) uses the embedded adapters under `DATA_DIR`; `RUNTIME=azure`
+uses the Azure ones. Each port can be overridden (`STORE`, `BUS`, `BLOBS`, `SECRETS`),
+so mixed set-ups such as the local bus with a Cosmos-compatible server work. Clients are
+module-level singletons: Functions instances have a connection cap.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cached_property
+from pathlib import Path
+
+from core.api.auth import TokenVerifier, build_verifier
+from core.config import Settings, get_settings
+from core.ports import BlobStore, Bus, DocumentStore, SecretStore
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+class ConfigurationError(RuntimeError):
+    """A setting names an adapter that cannot be built; the message names the setting."""
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    clock: SystemClock = field(default_factory=SystemClock)
+
+    @property
+    def data_dir(self) -> Path:
+        path = Path(self.settings.data_dir)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @cached_property
+    def store(self) -> DocumentStore:
+        if self.settings.store == "sqlite":
+            from core.adapters.local.sqlite_store import SqliteDocumentStore
+
+            return SqliteDocumentStore(self.data_dir / "store.sqlite")
+        return _azure_adapter(
+            "STORE", "cosmos", "core.adapters.azure.cosmos_store", "build", self.settings
+        )
+
+    @cached_property
+    def bus(self) -> Bus:
+        if self.settings.bus == "sqlite":
+            from core.adapters.local.sqlite_bus import SqliteBus
+
+            return SqliteBus(self.data_dir / "bus.sqlite")
+        return _azure_adapter(
+            "BUS", "servicebus", "core.adapters.azure.servicebus_bus", "build", self.settings
+        )
+
+    @cached_property
+    def blobs(self) -> BlobStore:
+        if self.settings.blobs == "folder":
+            from core.adapters.local.folder_blobs import FolderBlobStore
+
+            return FolderBlobStore(self.data_dir / "blobs")
+        return _azure_adapter(
+            "BLOBS", "azure", "core.adapters.azure.blob_store", "build", self.settings
+        )
+
+    @cached_property
+    def secrets(self) -> SecretStore:
+        if self.settings.secrets == "env":
+            from core.adapters.local.env_secrets import EnvSecretStore
+
+            return EnvSecretStore(file=self.data_dir / "secrets.json")
+        return _azure_adapter(
+            "SECRETS", "keyvault", "core.adapters.azure.key_vault", "build", self.settings
+        )
+
+    @cached_property
+    def token_verifier(self) -> TokenVerifier:
+        return build_verifier(self.settings)
+
+    def probes(self) -> dict[str, Callable[[], None]]:
+        """Each dependency's readiness probe, by name (for `/api/ready`)."""
+        return {
+            "store": lambda: self.store.ping(),
+            "bus": lambda: self.bus.ping(),
+            "blobs": lambda: self.blobs.ping(),
+            "secrets": lambda: self.secrets.ping(),
+        }
+
+
+def _azure_adapter(setting: str, value: str, module: str, factory: str, settings: Settings):  # type: ignore[no-untyped-def]
+    import importlib
+
+    try:
+        builder = getattr(importlib.import_module(module), factory)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigurationError(
+            f"{setting}={value} needs the adapter module {module}, which is not available: {exc}"
+        ) from exc
+    return builder(settings)
+
+
+_lock = threading.Lock()
+_runtime: Runtime | None = None
+
+
+def get_runtime() -> Runtime:
+    global _runtime
+    if _runtime is None:
+        with _lock:
+            if _runtime is None:
+                _runtime = Runtime(get_settings())
+    return _runtime
+
+
+def reset_runtime(runtime: Runtime | None = None) -> None:
+    """Replace the process runtime (tests and the local host's start-up)."""
+    global _runtime
+    with _lock:
+        _runtime = runtime

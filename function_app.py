@@ -1,0 +1,11 @@
+"""The Functions app: registers every blueprint in functions/. Nothing else lives here."""
+
+import azure.durable_functions as df
+import azure.functions as func
+
+from functions import ops
+
+app = df.DFApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+
+for blueprint in (ops.bp,):
+    app.register_functions(blueprint)

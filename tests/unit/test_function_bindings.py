@@ -1,0 +1,59 @@
+"""The binding metadata of every registered function, spelled out: a renamed queue, route
+or connection setting fails here before it fails in Azure."""
+
+from core.local.invoker import read_functions
+from core.messaging.topology import SERVICE_BUS_CONNECTION, TOPOLOGY
+from function_app import app
+
+EXPECTED = {
+    "health": {
+        "type": "httpTrigger",
+        "route": "health",
+        "methods": ["GET"],
+        "authLevel": "anonymous",
+    },
+    "ready": {
+        "type": "httpTrigger",
+        "route": "ready",
+        "methods": ["GET"],
+        "authLevel": "anonymous",
+    },
+    "prometheus_metrics": {
+        "type": "httpTrigger",
+        "route": "metrics",
+        "methods": ["GET"],
+        "authLevel": "anonymous",
+    },
+    "whoami": {
+        "type": "httpTrigger",
+        "route": "v1/whoami",
+        "methods": ["GET"],
+        "authLevel": "anonymous",
+    },
+}
+
+
+def _bindings():
+    return {spec.name: spec.trigger for spec in read_functions(app)}
+
+
+def test_every_function_and_its_trigger_binding():
+    actual = _bindings()
+    assert sorted(actual) == sorted(EXPECTED)
+    for name, expected in EXPECTED.items():
+        trigger = actual[name]
+        for key, value in expected.items():
+            assert trigger.get(key) == value, f"{name}.{key}: {trigger.get(key)!r} != {value!r}"
+
+
+def test_service_bus_triggers_use_topology_entities_and_the_shared_connection():
+    receivable = set(TOPOLOGY.receivable_entities())
+    for name, trigger in _bindings().items():
+        if trigger["type"] != "serviceBusTrigger":
+            continue
+        assert trigger["connection"] == SERVICE_BUS_CONNECTION, name
+        entity = (
+            trigger.get("queueName")
+            or f"{trigger['topicName']}/subscriptions/{trigger['subscriptionName']}"
+        )
+        assert entity in receivable, f"{name} listens on unknown entity {entity}"
