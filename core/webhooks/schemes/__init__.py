@@ -1,0 +1,1 @@
+"""One module per provider scheme; `core.webhooks.verifiers` gathers them into a registry."""
