@@ -1,0 +1,699 @@
+"""Embedded document store: one SQLite table per container, with Cosmos DB semantics.
+
+The local runtime needs what the domain relies on in Cosmos (partitions, etags, TTL,
+stable paging) without a server, so this adapter reproduces those rules on SQLite:
+
+* Each container is a table `(pk, id, doc, etag, ts, expires_at)` keyed by `(pk, id)`;
+  `doc` is the JSON text of the stored document including `_etag` and `_ts`.
+* TTL: a document's `ttl` (seconds, `-1` = never) overrides the container's default.
+  Unlike a Cosmos container whose TTL is off, a per-document `ttl` is honoured in every
+  container here; the Cosmos adapter matches this by creating TTL-less containers with
+  `defaultTtl = -1`. Expired documents are invisible at once and purged every
+  `purge_interval_seconds` by a write (or by `purge_expired()`).
+* Filters are type-strict like Cosmos: `1` never equals `true` or `"1"`; `!=`, `<`, `>`
+  compare a value only with values of its own JSON type (numbers with numbers, strings
+  with strings, booleans with booleans), so `n != 2` skips a document whose `n` is `"3"`,
+  and a missing path never matches. `!= None` is refused (Cosmos would match nothing);
+  `== None` matches a JSON `null`. `contains` means "array contains this scalar" when the
+  stored value is an array and "case-sensitive substring" when it is a string. `exists`
+  (value `True`/`None`, or `False` for "is missing") is Cosmos' `IS_DEFINED`: a JSON
+  `null` exists.
+* `order_by` sorts missing < null < booleans < numbers < strings < arrays < objects, then
+  by partition key and id, so every page boundary is a total order and continuation
+  tokens (keyset, bound to the query that produced them) never skip or repeat a document.
+* Several threads and processes may share the file: WAL, a busy timeout, one connection
+  per thread. Conditional writes are single `UPDATE`/`INSERT ... ON CONFLICT` statements
+  whose `WHERE` carries the condition; SQLite takes the write lock before evaluating it
+  (a statement-level `BEGIN IMMEDIATE`), so compare-and-set is atomic across processes.
+  Multi-statement writes (`upsert_many`, purge) run in an explicit `BEGIN IMMEDIATE`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import logging
+import os
+import re
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core.containers import CONTAINERS
+from core.errors import ConflictError, NotFoundError, PermanentError, TransientError
+from core.ports import ContainerSpec, Document, Filter, Page
+
+logger = logging.getLogger(__name__)
+
+MAX_PAGE_SIZE = 1000
+MAX_IN_VALUES = 1000
+MAX_DOCUMENT_BYTES = 2 * 1024 * 1024  # Cosmos DB's item size limit
+MAX_ID_BYTES = 1023  # Cosmos DB's id length limit
+INVALID_ID_CHARS = frozenset("/\\?#")  # characters Cosmos DB refuses in an id
+
+_TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_PATH = re.compile(r"[A-Za-z0-9_]+(?:\[\d+\])*(?:\.[A-Za-z0-9_]+(?:\[\d+\])*)*")
+_INT64 = (-(2**63), 2**63 - 1)
+_NOT_EXPIRED = "(expires_at IS NULL OR expires_at > :now)"
+_BAD_CONTINUATION = "invalid continuation token"
+_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)  # built once: hot path
+
+Scalar = str | int | float | bool | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Operand:
+    """SQL for a document path's value and its JSON type (`json_type` names)."""
+
+    value_sql: str
+    type_sql: str
+
+
+class _Params:
+    """Named parameters, so one bound path can be used by several expressions."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+
+    def bind(self, value: Any) -> str:
+        name = f"p{len(self.values)}"
+        self.values[name] = value
+        return f":{name}"
+
+
+class SqliteDocumentStore:
+    """`DocumentStore` on a SQLite file (see the module docstring for the semantics)."""
+
+    def __init__(
+        self,
+        path: Path,
+        containers: Sequence[ContainerSpec] = CONTAINERS,
+        *,
+        clock: Callable[[], float] = time.time,
+        busy_timeout_seconds: float = 30.0,
+        purge_interval_seconds: float = 300.0,
+    ) -> None:
+        for spec in containers:
+            if not _TABLE_NAME.fullmatch(spec.name):
+                raise PermanentError(
+                    f"container name {spec.name!r} is not a valid table name", resource=spec.name
+                )
+        self._path = Path(path)
+        self._specs = {spec.name: spec for spec in containers}
+        self._clock = clock
+        self._purge_interval_seconds = purge_interval_seconds
+        self._next_purge = clock()
+        self._purge_lock = threading.Lock()
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        self._connections = SqliteConnections(self._path, busy_timeout_seconds)
+        self._connection = self._connections.get
+        self._create_schema()
+
+    def __repr__(self) -> str:
+        return f"SqliteDocumentStore(path={str(self._path)!r})"
+
+    def close(self) -> None:
+        """Close every thread's connection; the store reconnects if used again."""
+        self._connections.close()
+
+    def _create_schema(self) -> None:
+        conn = self._connection()
+        with sqlite_errors(str(self._path)), write_transaction(conn):
+            for name in self._specs:
+                conn.execute(
+                    f'CREATE TABLE IF NOT EXISTS "{name}" ('
+                    " pk TEXT NOT NULL, id TEXT NOT NULL, doc TEXT NOT NULL,"
+                    " etag TEXT NOT NULL, ts INTEGER NOT NULL, expires_at REAL,"
+                    " PRIMARY KEY (pk, id))"
+                )
+                conn.execute(
+                    f'CREATE INDEX IF NOT EXISTS "{name}__expires_at" ON "{name}" (expires_at)'
+                    " WHERE expires_at IS NOT NULL"
+                )
+
+    def _spec(self, container: str) -> ContainerSpec:
+        spec = self._specs.get(container)
+        if spec is None:
+            raise NotFoundError(f"container {container!r} does not exist", resource=container)
+        return spec
+
+    # ---------------------------------------------------------------- reads
+
+    def get(self, container: str, partition_key: str, id: str) -> Document | None:
+        self._spec(container)
+        conn = self._connection()
+        with sqlite_errors(container):
+            row = conn.execute(
+                f'SELECT doc FROM "{container}" WHERE pk = :pk AND id = :id AND {_NOT_EXPIRED}',
+                {"pk": partition_key, "id": id, "now": self._clock()},
+            ).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def query(
+        self,
+        container: str,
+        *,
+        partition_key: str | None = None,
+        filters: Sequence[Filter] = (),
+        order_by: str | None = None,
+        descending: bool = False,
+        limit: int = 100,
+        continuation: str | None = None,
+    ) -> Page:
+        spec = self._spec(container)
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE_SIZE:
+            raise PermanentError(
+                f"limit must be an integer from 1 to {MAX_PAGE_SIZE}, got {limit!r}",
+                resource=container,
+            )
+        params = _Params()
+        where = self._where(spec, partition_key, filters, params)
+        fingerprint = _fingerprint(container, where, params.values, order_by, descending)
+        direction, after = ("DESC", "<") if descending else ("ASC", ">")
+        if order_by is None:
+            key_columns = ["pk", "id"]
+            source = f'(SELECT doc, pk, id FROM "{container}" WHERE {where})'
+        else:
+            operand = _operand(spec, order_by, params)
+            rank = (
+                f"CASE {operand.type_sql} WHEN 'null' THEN 1 WHEN 'false' THEN 2"
+                " WHEN 'true' THEN 2 WHEN 'integer' THEN 3 WHEN 'real' THEN 3"
+                " WHEN 'text' THEN 4 WHEN 'array' THEN 5 WHEN 'object' THEN 6 ELSE 0 END"
+            )
+            key_columns = ["sort_rank", "sort_value", "pk", "id"]
+            source = (
+                f"(SELECT doc, pk, id, {rank} AS sort_rank,"
+                f" COALESCE({operand.value_sql}, 0) AS sort_value"
+                f' FROM "{container}" WHERE {where})'
+            )
+        keyset = "1"
+        if continuation is not None:
+            last_key = _decode_token(continuation, fingerprint, len(key_columns), container)
+            bound = ", ".join(params.bind(value) for value in last_key)
+            keyset = f"({', '.join(key_columns)}) {after} ({bound})"
+        order = ", ".join(f"{column} {direction}" for column in key_columns)
+        sql = (
+            f"SELECT doc, {', '.join(key_columns)} FROM {source}"
+            f" WHERE {keyset} ORDER BY {order} LIMIT {limit + 1}"
+        )
+        conn = self._connection()
+        with sqlite_errors(container):
+            rows = conn.execute(sql, {**params.values, "now": self._clock()}).fetchall()
+        items = [json.loads(row[0]) for row in rows[:limit]]
+        token = _encode_token(list(rows[limit - 1][1:]), fingerprint) if len(rows) > limit else None
+        return Page(items=items, continuation=token)
+
+    def count(
+        self, container: str, *, partition_key: str | None = None, filters: Sequence[Filter] = ()
+    ) -> int:
+        spec = self._spec(container)
+        params = _Params()
+        where = self._where(spec, partition_key, filters, params)
+        conn = self._connection()
+        with sqlite_errors(container):
+            row = conn.execute(
+                f'SELECT count(*) FROM "{container}" WHERE {where}',
+                {**params.values, "now": self._clock()},
+            ).fetchone()
+        return int(row[0])
+
+    def _where(
+        self,
+        spec: ContainerSpec,
+        partition_key: str | None,
+        filters: Sequence[Filter],
+        params: _Params,
+    ) -> str:
+        clauses = [_NOT_EXPIRED]
+        if partition_key is not None:
+            if not isinstance(partition_key, str):
+                raise PermanentError(
+                    f"partition_key must be a string, got {type(partition_key).__name__}",
+                    resource=spec.name,
+                )
+            clauses.append(f"pk = {params.bind(partition_key)}")
+        clauses.extend(_compile_filter(spec, condition, params) for condition in filters)
+        return " AND ".join(clauses)
+
+    # ---------------------------------------------------------------- writes
+
+    def create(self, container: str, doc: Document) -> Document:
+        spec = self._spec(container)
+        now = self._clock()
+        row = self._prepare(spec, doc, now)
+        conn = self._connection()
+        with sqlite_errors(container):
+            cursor = conn.execute(
+                f'INSERT INTO "{container}" (pk, id, doc, etag, ts, expires_at)'
+                " VALUES (:pk, :id, :doc, :etag, :ts, :expires_at)"
+                " ON CONFLICT (pk, id) DO UPDATE SET doc = excluded.doc, etag = excluded.etag,"
+                " ts = excluded.ts, expires_at = excluded.expires_at"
+                f' WHERE "{container}".expires_at IS NOT NULL'
+                f' AND "{container}".expires_at <= :now',
+                {**row.columns, "now": now},
+            )
+        if cursor.rowcount != 1:
+            raise ConflictError(
+                f"document {row.id!r} already exists in {container}/{row.pk}",
+                resource=f"{container}/{row.pk}/{row.id}",
+            )
+        self._purge_if_due()
+        return row.doc
+
+    def upsert(self, container: str, doc: Document, *, if_match: str | None = None) -> Document:
+        spec = self._spec(container)
+        now = self._clock()
+        row = self._prepare(spec, doc, now)
+        conn = self._connection()
+        with sqlite_errors(container):
+            if if_match is None:
+                conn.execute(_upsert_sql(container), row.columns)
+            else:
+                cursor = conn.execute(
+                    f'UPDATE "{container}" SET doc = :doc, etag = :etag, ts = :ts,'
+                    " expires_at = :expires_at WHERE pk = :pk AND id = :id"
+                    f" AND etag = :if_match AND {_NOT_EXPIRED}",
+                    {**row.columns, "if_match": if_match, "now": now},
+                )
+                if cursor.rowcount != 1:
+                    raise ConflictError(
+                        f"document {container}/{row.pk}/{row.id} changed or is gone"
+                        " (etag mismatch)",
+                        resource=f"{container}/{row.pk}/{row.id}",
+                    )
+        self._purge_if_due()
+        return row.doc
+
+    def upsert_many(self, container: str, docs: Sequence[Document]) -> list[Document]:
+        spec = self._spec(container)
+        now = self._clock()
+        rows = [self._prepare(spec, doc, now) for doc in docs]
+        if not rows:
+            return []
+        conn = self._connection()
+        with sqlite_errors(container), write_transaction(conn):
+            conn.executemany(_upsert_sql(container), [row.columns for row in rows])
+        self._purge_if_due()
+        return [row.doc for row in rows]
+
+    def delete(
+        self, container: str, partition_key: str, id: str, *, if_match: str | None = None
+    ) -> bool:
+        self._spec(container)
+        sql = f'DELETE FROM "{container}" WHERE pk = :pk AND id = :id AND {_NOT_EXPIRED}'
+        params: dict[str, Any] = {"pk": partition_key, "id": id, "now": self._clock()}
+        if if_match is not None:
+            sql += " AND etag = :if_match"
+            params["if_match"] = if_match
+        conn = self._connection()
+        with sqlite_errors(container):
+            deleted = conn.execute(sql, params).rowcount == 1
+        if if_match is not None and not deleted:
+            raise ConflictError(
+                f"document {container}/{partition_key}/{id} changed or is gone (etag mismatch)",
+                resource=f"{container}/{partition_key}/{id}",
+            )
+        self._purge_if_due()
+        return deleted
+
+    def _prepare(self, spec: ContainerSpec, doc: Document, now: float) -> _Row:
+        """Validate, stamp `_etag`/`_ts` and serialise once."""
+        if not isinstance(doc, Mapping):
+            raise PermanentError(
+                f"a document for {spec.name} must be a JSON object, got {type(doc).__name__}",
+                resource=spec.name,
+            )
+        doc_id = doc.get("id")
+        if not isinstance(doc_id, str) or not doc_id:
+            raise PermanentError(
+                f"document for container {spec.name} needs a non-empty string field 'id'",
+                resource=spec.name,
+            )
+        if not INVALID_ID_CHARS.isdisjoint(doc_id) or len(doc_id.encode()) > MAX_ID_BYTES:
+            raise PermanentError(
+                f"document id {doc_id!r} in container {spec.name} must not contain / \\ ? #"
+                f" and must be at most {MAX_ID_BYTES} bytes",
+                resource=spec.name,
+            )
+        partition_field = spec.partition_field
+        pk = doc.get(partition_field)
+        if not isinstance(pk, str):
+            raise PermanentError(
+                f"document {doc_id!r} for container {spec.name} needs the partition key field"
+                f" {partition_field!r} as a string",
+                resource=spec.name,
+            )
+        ttl = doc.get("ttl")
+        if ttl is None:
+            ttl = spec.default_ttl_seconds
+        elif isinstance(ttl, bool) or not isinstance(ttl, int) or not (ttl > 0 or ttl == -1):
+            raise PermanentError(
+                f"document {doc_id!r} in container {spec.name}: field 'ttl' must be a positive"
+                f" integer number of seconds or -1, got {ttl!r}",
+                resource=spec.name,
+            )
+        expires_at = None if ttl is None or ttl == -1 else now + ttl
+        etag = uuid.uuid4().hex
+        stored = {**doc, "_etag": etag, "_ts": int(now)}
+        try:
+            text = _ENCODER.encode(stored)
+        except (TypeError, ValueError) as exc:
+            raise PermanentError(
+                f"document {doc_id!r} in container {spec.name} is not JSON: {exc}",
+                resource=spec.name,
+            ) from exc
+        if len(text) > MAX_DOCUMENT_BYTES:
+            raise PermanentError(
+                f"document {doc_id!r} in container {spec.name} is {len(text)} bytes,"
+                f" over the {MAX_DOCUMENT_BYTES}-byte limit",
+                resource=spec.name,
+            )
+        columns = {
+            "pk": pk,
+            "id": doc_id,
+            "doc": text,
+            "etag": etag,
+            "ts": int(now),
+            "expires_at": expires_at,
+        }
+        return _Row(doc=stored, pk=pk, id=doc_id, columns=columns)
+
+    # ---------------------------------------------------------------- housekeeping
+
+    def purge_expired(self) -> int:
+        """Delete expired documents from every container; returns how many."""
+        conn = self._connection()
+        removed = 0
+        with sqlite_errors(str(self._path)), write_transaction(conn):
+            now = self._clock()
+            for name in self._specs:
+                removed += conn.execute(
+                    f'DELETE FROM "{name}" WHERE expires_at IS NOT NULL AND expires_at <= ?',
+                    (now,),
+                ).rowcount
+        return removed
+
+    def _purge_if_due(self) -> None:
+        """Purge at most once per interval; a failed purge never fails the write before it."""
+        now = self._clock()
+        if now < self._next_purge:
+            return
+        with self._purge_lock:
+            if now < self._next_purge:
+                return
+            self._next_purge = now + self._purge_interval_seconds
+        try:
+            removed = self.purge_expired()
+        except TransientError as exc:
+            logger.warning("expired-document purge postponed: %s", exc)
+            return
+        if removed:
+            logger.debug("purged %d expired documents", removed)
+
+    def ping(self) -> None:
+        conn = self._connection()
+        with sqlite_errors(str(self._path)):
+            conn.execute("SELECT 1").fetchone()
+
+
+@dataclass(frozen=True, slots=True)
+class _Row:
+    doc: Document
+    pk: str
+    id: str
+    columns: dict[str, Any]
+
+
+def _upsert_sql(container: str) -> str:
+    return (
+        f'INSERT INTO "{container}" (pk, id, doc, etag, ts, expires_at)'
+        " VALUES (:pk, :id, :doc, :etag, :ts, :expires_at)"
+        " ON CONFLICT (pk, id) DO UPDATE SET doc = excluded.doc, etag = excluded.etag,"
+        " ts = excluded.ts, expires_at = excluded.expires_at"
+    )
+
+
+class SqliteConnections:
+    """One connection per thread and per process (a forked child opens its own), in WAL
+    mode with a busy timeout, so threads and processes can share one database file."""
+
+    def __init__(self, path: Path, busy_timeout_seconds: float) -> None:
+        self._path = path
+        self._busy_timeout_seconds = busy_timeout_seconds
+        self._local = threading.local()
+        self._opened: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._generation = 0
+
+    def get(self) -> sqlite3.Connection:
+        local = self._local
+        conn: sqlite3.Connection | None = getattr(local, "conn", None)
+        if conn is not None and local.pid == os.getpid() and local.generation == self._generation:
+            return conn
+        with sqlite_errors(str(self._path)):
+            conn = sqlite3.connect(
+                self._path,
+                timeout=self._busy_timeout_seconds,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+        local.conn, local.pid, local.generation = conn, os.getpid(), self._generation
+        with self._lock:
+            self._opened.append(conn)
+        return conn
+
+    def close(self) -> None:
+        """Close every thread's connection; later calls to `get` open new ones."""
+        with self._lock:
+            opened, self._opened = self._opened, []
+            self._generation += 1
+        for conn in opened:
+            conn.close()
+
+
+@contextmanager
+def write_transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """`BEGIN IMMEDIATE`: take the write lock first, so a busy database waits (busy timeout)
+    instead of failing a read-then-write transaction half-way."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+@contextmanager
+def sqlite_errors(resource: str) -> Iterator[None]:
+    """SQLite errors become port errors: locking and I/O are transient, the rest permanent."""
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        raise TransientError(f"sqlite ({resource}): {exc}", resource=resource) from exc
+    except sqlite3.Error as exc:
+        raise PermanentError(f"sqlite ({resource}): {exc}", resource=resource) from exc
+
+
+# -------------------------------------------------------------------- filters
+
+
+def _operand(spec: ContainerSpec, path: str, params: _Params) -> _Operand:
+    if not isinstance(path, str) or not _PATH.fullmatch(path):
+        raise PermanentError(
+            f"invalid document path {path!r} in container {spec.name}: use dotted names of"
+            " letters, digits and '_', with optional [n] indexes",
+            resource=spec.name,
+        )
+    if path == "id":
+        return _Operand("id", "'text'")
+    if path == spec.partition_field:
+        return _Operand("pk", "'text'")
+    bound = params.bind(f"$.{path}")
+    return _Operand(f"json_extract(doc, {bound})", f"json_type(doc, {bound})")
+
+
+def _check_scalar(spec: ContainerSpec, condition: Filter, value: Any) -> Scalar:
+    if isinstance(value, bool) or value is None or isinstance(value, str | float):
+        return value
+    if isinstance(value, int) and _INT64[0] <= value <= _INT64[1]:
+        return value
+    raise PermanentError(
+        f"filter {condition.path!r} {condition.op!r} in container {spec.name}: value {value!r}"
+        " must be a string, a 64-bit integer, a float, a boolean or None",
+        resource=spec.name,
+    )
+
+
+def _equals(operand: _Operand, value: Scalar, params: _Params) -> str:
+    """Type-strict equality, as Cosmos: a number never equals a boolean or a string."""
+    if value is None:
+        return f"{operand.type_sql} = 'null'"
+    if isinstance(value, bool):
+        return f"{operand.type_sql} = '{'true' if value else 'false'}'"
+    if isinstance(value, str):
+        return f"({operand.type_sql} = 'text' AND {operand.value_sql} = {params.bind(value)})"
+    return (
+        f"({operand.type_sql} IN ('integer', 'real')"
+        f" AND {operand.value_sql} = {params.bind(value)})"
+    )
+
+
+def _not_equals(
+    spec: ContainerSpec, condition: Filter, operand: _Operand, value: Scalar, params: _Params
+) -> str:
+    """Same JSON type, other value: Cosmos' `!=`, where a comparison across types is
+    undefined and matches nothing."""
+    if value is None:
+        raise PermanentError(
+            f"filter {condition.path!r} '!=' None in container {spec.name} would match nothing;"
+            " use 'exists' or '==' None",
+            resource=spec.name,
+        )
+    if isinstance(value, bool):
+        return f"{operand.type_sql} = '{'false' if value else 'true'}'"
+    if isinstance(value, str):
+        return f"({operand.type_sql} = 'text' AND {operand.value_sql} != {params.bind(value)})"
+    return (
+        f"({operand.type_sql} IN ('integer', 'real')"
+        f" AND {operand.value_sql} != {params.bind(value)})"
+    )
+
+
+def _in(spec: ContainerSpec, condition: Filter, operand: _Operand, params: _Params) -> str:
+    values = condition.value
+    if isinstance(values, str | bytes | Mapping) or not isinstance(
+        values, list | tuple | set | frozenset
+    ):
+        raise PermanentError(
+            f"filter {condition.path!r} 'in' in container {spec.name} needs a list of values",
+            resource=spec.name,
+        )
+    if len(values) > MAX_IN_VALUES:
+        raise PermanentError(
+            f"filter {condition.path!r} 'in' in container {spec.name} has {len(values)} values,"
+            f" over the limit of {MAX_IN_VALUES}",
+            resource=spec.name,
+        )
+    scalars = [_check_scalar(spec, condition, value) for value in values]
+    strings = sorted({value for value in scalars if isinstance(value, str)})
+    numbers = sorted(
+        {
+            value
+            for value in scalars
+            if isinstance(value, int | float) and not isinstance(value, bool)
+        }
+    )
+    others = sorted(
+        {value for value in scalars if value is None or isinstance(value, bool)}, key=repr
+    )
+    alternatives = [_equals(operand, value, params) for value in others]
+    if strings:
+        bound = ", ".join(params.bind(value) for value in strings)
+        alternatives.append(f"({operand.type_sql} = 'text' AND {operand.value_sql} IN ({bound}))")
+    if numbers:
+        bound = ", ".join(params.bind(value) for value in numbers)
+        alternatives.append(
+            f"({operand.type_sql} IN ('integer', 'real') AND {operand.value_sql} IN ({bound}))"
+        )
+    return f"({' OR '.join(alternatives)})" if alternatives else "0"
+
+
+def _compile_filter(spec: ContainerSpec, condition: Filter, params: _Params) -> str:
+    operand = _operand(spec, condition.path, params)
+    op, value = condition.op, condition.value
+    if op == "exists":
+        if value is None or value is True:
+            return f"{operand.type_sql} IS NOT NULL"
+        if value is False:
+            return f"{operand.type_sql} IS NULL"
+        raise PermanentError(
+            f"filter {condition.path!r} 'exists' in container {spec.name} takes True, False or"
+            f" None, got {value!r}",
+            resource=spec.name,
+        )
+    if op == "in":
+        return _in(spec, condition, operand, params)
+    if op not in ("==", "!=", "<", "<=", ">", ">=", "contains"):
+        raise PermanentError(
+            f"unknown filter operator {op!r} on {condition.path!r} in container {spec.name}",
+            resource=spec.name,
+        )
+    scalar = _check_scalar(spec, condition, value)
+    if op == "==":
+        return _equals(operand, scalar, params)
+    if op == "!=":
+        return _not_equals(spec, condition, operand, scalar, params)
+    if op == "contains":
+        element = _Operand("element.value", "element.type")
+        array_path = params.bind(f"$.{condition.path}")
+        branches = (
+            f" WHEN 'array' THEN EXISTS (SELECT 1 FROM json_each(doc, {array_path}) AS element"
+            f" WHERE {_equals(element, scalar, params)})"
+        )
+        if isinstance(scalar, str):
+            branches += f" WHEN 'text' THEN instr({operand.value_sql}, {params.bind(scalar)}) > 0"
+        return f"(CASE {operand.type_sql}{branches} ELSE 0 END)"
+    if isinstance(scalar, str):
+        guard = f"{operand.type_sql} = 'text'"
+    elif isinstance(scalar, int | float) and not isinstance(scalar, bool):
+        guard = f"{operand.type_sql} IN ('integer', 'real')"
+    else:
+        raise PermanentError(
+            f"filter {condition.path!r} {op!r} in container {spec.name} compares only numbers"
+            f" or strings, got {scalar!r}",
+            resource=spec.name,
+        )
+    return f"({guard} AND {operand.value_sql} {op} {params.bind(scalar)})"
+
+
+# -------------------------------------------------------------------- continuation tokens
+
+
+def _fingerprint(
+    container: str, where: str, params: Mapping[str, Any], order_by: str | None, descending: bool
+) -> str:
+    """Identifies the query a token belongs to; a token from another query is refused."""
+    shape = json.dumps([container, where, params, order_by, descending], sort_keys=True)
+    return hashlib.sha256(shape.encode()).hexdigest()
+
+
+def _check(key_text: str, fingerprint: str) -> str:
+    return hashlib.sha256(f"{fingerprint}|{key_text}".encode()).hexdigest()[:24]
+
+
+def _encode_token(key: list[Any], fingerprint: str) -> str:
+    key_text = json.dumps(key, separators=(",", ":"))
+    payload = json.dumps({"k": key, "c": _check(key_text, fingerprint)}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
+
+
+def _decode_token(token: str, fingerprint: str, key_length: int, container: str) -> list[Any]:
+    try:
+        raw = base64.b64decode(token + "=" * (-len(token) % 4), altchars=b"-_", validate=True)
+        payload = json.loads(raw)
+    except (binascii.Error, UnicodeDecodeError, ValueError, TypeError) as exc:
+        raise PermanentError(_BAD_CONTINUATION, resource=container) from exc
+    if not isinstance(payload, dict) or set(payload) != {"k", "c"}:
+        raise PermanentError(_BAD_CONTINUATION, resource=container)
+    key = payload["k"]
+    if (
+        not isinstance(key, list)
+        or len(key) != key_length
+        or not all(isinstance(part, str) for part in key[-2:])
+        or not all(isinstance(part, str | int | float) for part in key)
+        or payload["c"] != _check(json.dumps(key, separators=(",", ":")), fingerprint)
+    ):
+        raise PermanentError(_BAD_CONTINUATION, resource=container)
+    return key
