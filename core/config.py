@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     blob_account_url: str | None = Field(None, alias="BLOB_ACCOUNT_URL")
     blob_connection_string: str | None = Field(None, alias="BLOB_CONNECTION_STRING")
     key_vault_url: str | None = Field(None, alias="KEY_VAULT_URL")
+    speech_endpoint: str | None = Field(None, alias="SPEECH_ENDPOINT")
+    document_intelligence_endpoint: str | None = Field(None, alias="DOCUMENT_INTELLIGENCE_ENDPOINT")
     applicationinsights_connection_string: str | None = Field(
         None, alias="APPLICATIONINSIGHTS_CONNECTION_STRING"
     )
