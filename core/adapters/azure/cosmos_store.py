@@ -1,0 +1,923 @@
+"""`DocumentStore` on Azure Cosmos DB (NoSQL API), with the SQLite store's semantics.
+
+* Containers (`core/containers.py`) are created if missing with their partition key and
+  default TTL. A container without a default TTL gets `defaultTtl = -1` (TTL on, nothing
+  expires by default) so that a document's own `ttl` is honoured in every container, as
+  the local store does.
+* Filters become parameterised Cosmos SQL; paths are validated exactly like the SQLite
+  store's and rendered as `c["a"]["b"][1]` (no identifier ever comes from a value).
+  Cosmos comparisons are type-strict (across JSON types they match nothing), which is the
+  SQLite store's rule too.
+* Paging is keyset paging over a total order: `order_by` value (by JSON type first:
+  missing < null < booleans < numbers < strings), then partition key, then id. Cosmos
+  serves an ORDER BY of several properties only from a composite index, so every
+  container is created with composite indexes for `(partition key, id)`, `(id, partition
+  key)` and for each path in `ORDER_BY_PATHS` (or the `order_by_paths` given); ordering by
+  any other path is refused up front with an error naming the path. Continuation tokens
+  are the SQLite store's format: the last key, bound to the query that produced it. A
+  page cannot end on a document whose `order_by` value is an array or an object (the
+  keyset cannot compare them): that query is refused naming the document.
+* Every partition-scoped query also carries `partition key = @pk` in its WHERE clause:
+  redundant on Cosmos DB, required by cosmosdb-server, which ignores the request's
+  partition scope.
+* `upsert_many` validates every document first, then writes them concurrently (one
+  point upsert each, `UPSERT_CONCURRENCY` workers). Not a transactional batch: the test
+  server (cosmosdb-server 1.0.1) reads a batch's partition key from each operation rather
+  than from the request header the Python SDK sends, so batches cannot be tested here,
+  and the port promises no atomicity across documents.
+* Errors: 409/412 -> ConflictError, 404 -> None/False for items and NotFoundError for a
+  missing container, 429 -> retried by the SDK honouring `x-ms-retry-after-ms`
+  (`THROTTLE_RETRIES` times, at most `THROTTLE_WAIT_SECONDS` in all), then TransientError
+  with `retry_after`; 401/403 and credential failures -> AuthError; timeouts, connection
+  errors and 5xx -> TransientError; other 4xx -> PermanentError.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import re
+import threading
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import (
+    ClientAuthenticationError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+from azure.cosmos import ContainerProxy, CosmosClient, DatabaseProxy, PartitionKey
+from azure.cosmos.exceptions import CosmosClientTimeoutError, CosmosHttpResponseError
+
+from core.config import Settings
+from core.containers import CONTAINERS
+from core.errors import (
+    AuthError,
+    ConflictError,
+    NotFoundError,
+    PermanentError,
+    PortError,
+    TransientError,
+)
+from core.ports import ContainerSpec, Document, Filter, Page
+
+MAX_PAGE_SIZE = 1000
+MAX_IN_VALUES = 1000
+MAX_DOCUMENT_BYTES = 2 * 1024 * 1024  # Cosmos DB's item size limit
+MAX_ID_BYTES = 1023  # Cosmos DB's id length limit
+INVALID_ID_CHARS = frozenset("/\\?#")  # characters Cosmos DB refuses in an id
+THROTTLE_RETRIES = 5
+THROTTLE_WAIT_SECONDS = 30
+UPSERT_CONCURRENCY = 8  # within the SDK's HTTP connection pool (10 per host)
+
+ORDER_BY_PATHS: dict[str, tuple[str, ...]] = {
+    "shards": ("createdAt", "updatedAt", "lastSyncedAt", "externalId", "shardTypeName"),
+    "shard_types": ("createdAt", "version"),
+    "integrations": ("createdAt", "updatedAt"),
+    "sync_executions": ("startedAt", "createdAt", "updatedAt"),
+    "sync_state": ("updatedAt",),
+    "suggested_links": ("createdAt", "confidence"),
+    "idempotency": ("createdAt",),
+    "webhook_registrations": ("createdAt",),
+    "quarantine": ("createdAt", "updatedAt"),
+}
+"""Paths each container can be ordered by (besides id and its partition key): each one
+gets a composite index. Infrastructure that creates the containers (the Bicep) must
+declare the same composite indexes, or those ORDER BY queries fail in Azure."""
+
+EXCLUDED_INDEX_PATHS = ('/"_etag"/?', "/rawData/*", "/structuredData/rawData/*")
+"""Raw provider payloads are stored for replay and audit, never queried: not indexed."""
+
+_SYSTEM_FIELDS = ("_rid", "_self", "_attachments")
+_PATH = re.compile(r"[A-Za-z0-9_]+(?:\[\d+\])*(?:\.[A-Za-z0-9_]+(?:\[\d+\])*)*")
+_SEGMENT = re.compile(r"([A-Za-z0-9_]+)((?:\[\d+\])*)")
+_INT64 = (-(2**63), 2**63 - 1)
+_BAD_CONTINUATION = "invalid continuation token"
+_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+_RETRY_AFTER_HEADER = "x-ms-retry-after-ms"
+_OWNER_RESOURCE_NOT_FOUND = 1003
+_TRANSIENT_STATUSES = frozenset({408, 410, 429, 449, 500, 502, 503, 504})
+# cosmosdb-server 1.0.1 answers a point read of a missing item with a 500 unless this
+# header is set (its read handler dereferences the missing item); it is a query option that
+# a point read of Cosmos DB does not use. Sent through azure-core's per-call `headers`.
+_POINT_READ_HEADERS = {"x-ms-documentdb-query-enablecrosspartition": "true"}
+
+# JSON type ranks in Cosmos DB's ORDER BY order, with the predicate that tests for each.
+_RANK_PREDICATES = (
+    "NOT IS_DEFINED({0})",
+    "IS_NULL({0})",
+    "IS_BOOL({0})",
+    "IS_NUMBER({0})",
+    "IS_STRING({0})",
+    "IS_ARRAY({0})",
+    "IS_OBJECT({0})",
+)
+_COMPARABLE_RANKS = frozenset({2, 3, 4})
+
+Scalar = str | int | float | bool | None
+
+
+# -------------------------------------------------------------------------------------
+# client (one per process)
+# -------------------------------------------------------------------------------------
+
+_clients: dict[tuple[str, str | None, bool], CosmosClient] = {}
+_clients_lock = threading.Lock()
+
+
+def shared_client(endpoint: str, key: str | None, *, verify_tls: bool = True) -> CosmosClient:
+    """The process's CosmosClient for this endpoint: an account key only for emulators,
+    DefaultAzureCredential (managed identity in Azure) otherwise."""
+    cache_key = (endpoint, key, verify_tls)
+    with _clients_lock:
+        client = _clients.get(cache_key)
+        if client is None:
+            with cosmos_errors(endpoint):
+                client = _clients[cache_key] = _new_client(endpoint, key, verify_tls)
+        return client
+
+
+def _new_client(endpoint: str, key: str | None, verify_tls: bool) -> CosmosClient:
+    credential: Any
+    if key:
+        credential = key
+    else:
+        from azure.identity import DefaultAzureCredential
+
+        credential = DefaultAzureCredential()
+    if not verify_tls:
+        from urllib3.exceptions import InsecureRequestWarning
+
+        warnings.filterwarnings("ignore", category=InsecureRequestWarning)
+    return CosmosClient(
+        endpoint,
+        credential=credential,
+        connection_verify=verify_tls,
+        retry_throttle_total=THROTTLE_RETRIES,
+        retry_throttle_backoff_max=THROTTLE_WAIT_SECONDS,
+    )
+
+
+def build(settings: Settings) -> CosmosDocumentStore:
+    """The composition root's factory (`STORE=cosmos`)."""
+    from core.runtime import ConfigurationError
+
+    endpoint = settings.cosmos_endpoint
+    if not endpoint:
+        raise ConfigurationError("STORE=cosmos needs COSMOS_ENDPOINT (the account's URL)")
+    return CosmosDocumentStore(
+        lambda: shared_client(endpoint, settings.cosmos_key, verify_tls=settings.cosmos_verify_tls),
+        settings.cosmos_database,
+    )
+
+
+# -------------------------------------------------------------------------------------
+# errors
+# -------------------------------------------------------------------------------------
+
+
+def _retry_after(exc: CosmosHttpResponseError) -> float | None:
+    headers = exc.headers or {}
+    value = headers.get(_RETRY_AFTER_HEADER)
+    try:
+        return None if value is None else int(value) / 1000
+    except ValueError:
+        return None
+
+
+def translate(exc: Exception, resource: str) -> PortError:
+    """An SDK exception as the port error it means, naming `resource`."""
+    if isinstance(exc, CosmosHttpResponseError):
+        status = exc.status_code or 0
+        detail = f"Cosmos DB {resource}: HTTP {status}"
+        if status == 429:
+            return TransientError(
+                f"{detail}: throttled (request rate too large) after {THROTTLE_RETRIES} retries",
+                resource=resource,
+                retry_after=_retry_after(exc),
+            )
+        if status in (401, 403):
+            return AuthError(f"{detail}: credentials refused", resource=resource)
+        if status in (409, 412):
+            return ConflictError(f"{detail}: conflict", resource=resource)
+        if status == 404:
+            return NotFoundError(f"{detail}: not found", resource=resource)
+        if status == 413:
+            return PermanentError(f"{detail}: request too large", resource=resource)
+        if status in _TRANSIENT_STATUSES or status >= 500 or status == 0:
+            return TransientError(f"{detail}: {_reason(exc)}", resource=resource)
+        return PermanentError(f"{detail}: {_reason(exc)}", resource=resource)
+    if isinstance(exc, ClientAuthenticationError):
+        return AuthError(
+            f"Cosmos DB {resource}: no credential could be obtained ({type(exc).__name__})",
+            resource=resource,
+        )
+    if isinstance(exc, CosmosClientTimeoutError):
+        return TransientError(f"Cosmos DB {resource}: timed out", resource=resource)
+    if isinstance(exc, ServiceRequestError | ServiceResponseError):
+        return TransientError(
+            f"Cosmos DB {resource}: cannot reach the service ({type(exc).__name__})",
+            resource=resource,
+        )
+    return TransientError(f"Cosmos DB {resource}: {type(exc).__name__}", resource=resource)
+
+
+def _reason(exc: CosmosHttpResponseError) -> str:
+    """The server's message without the SDK's repeated headers and activity ids."""
+    message = str(getattr(exc, "message", "") or exc).strip()
+    first = message.splitlines()[0] if message else ""
+    return first[:300]
+
+
+@contextmanager
+def cosmos_errors(resource: str) -> Iterator[None]:
+    try:
+        yield
+    except PortError:
+        raise
+    except (CosmosHttpResponseError, ClientAuthenticationError) as exc:
+        raise translate(exc, resource) from exc
+    except (CosmosClientTimeoutError, ServiceRequestError, ServiceResponseError) as exc:
+        raise translate(exc, resource) from exc
+
+
+# -------------------------------------------------------------------------------------
+# the store
+# -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    body: Document
+    pk: str
+    id: str
+
+
+class _Params:
+    def __init__(self) -> None:
+        self.values: list[dict[str, Any]] = []
+
+    def bind(self, value: Any) -> str:
+        name = f"@p{len(self.values)}"
+        self.values.append({"name": name, "value": value})
+        return name
+
+
+class CosmosDocumentStore:
+    """`DocumentStore` on one Cosmos DB database (see the module docstring)."""
+
+    def __init__(
+        self,
+        connect: Callable[[], CosmosClient],
+        database: str,
+        containers: Sequence[ContainerSpec] = CONTAINERS,
+        *,
+        order_by_paths: Mapping[str, Sequence[str]] = ORDER_BY_PATHS,
+        upsert_concurrency: int = UPSERT_CONCURRENCY,
+    ) -> None:
+        self._connect = connect
+        self._database_name = database
+        self._specs = {spec.name: spec for spec in containers}
+        self._order_by_paths: dict[str, frozenset[str]] = {}
+        for spec in containers:
+            paths = tuple(order_by_paths.get(spec.name, ()))
+            for path in paths:
+                _segments(spec, path)
+            self._order_by_paths[spec.name] = frozenset(paths)
+        self._upsert_concurrency = upsert_concurrency
+        self._lock = threading.Lock()
+        self._database: DatabaseProxy | None = None
+        self._containers: dict[str, ContainerProxy] = {}
+        self._pool: ThreadPoolExecutor | None = None
+
+    def __repr__(self) -> str:
+        return f"CosmosDocumentStore(database={self._database_name!r})"
+
+    def close(self) -> None:
+        """Stop the upsert workers; the client is the process's and stays open."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
+
+    # ---------------------------------------------------------------- set-up
+
+    def _ensure(self) -> DatabaseProxy:
+        """Create the database and every container on first use (once per instance)."""
+        database = self._database
+        if database is not None:
+            return database
+        with self._lock:
+            if self._database is not None:
+                return self._database
+            with cosmos_errors(self._database_name):
+                client = self._connect()
+                database = client.create_database_if_not_exists(self._database_name)
+            for spec in self._specs.values():
+                self._containers[spec.name] = self._ensure_container(database, spec)
+            self._database = database
+            return database
+
+    def _ensure_container(self, database: DatabaseProxy, spec: ContainerSpec) -> ContainerProxy:
+        with cosmos_errors(f"{self._database_name}/{spec.name}"):
+            container = database.create_container_if_not_exists(
+                id=spec.name,
+                partition_key=PartitionKey(path=spec.partition_key),
+                default_ttl=spec.default_ttl_seconds or -1,
+                indexing_policy=self.indexing_policy(spec),
+            )
+            properties = container.read()
+        paths = properties.get("partitionKey", {}).get("paths", [])
+        if paths != [spec.partition_key]:
+            raise PermanentError(
+                f"Cosmos DB container {spec.name} exists with partition key {paths},"
+                f" expected [{spec.partition_key!r}]",
+                resource=spec.name,
+            )
+        return container
+
+    def indexing_policy(self, spec: ContainerSpec) -> dict[str, Any]:
+        """Everything indexed but raw payloads, plus the composite indexes paging needs."""
+        composites = []
+        for keys in self._composite_keys(spec):
+            for order in ("ascending", "descending"):
+                composites.append([{"path": _index_path(key), "order": order} for key in keys])
+        return {
+            "indexingMode": "consistent",
+            "automatic": True,
+            "includedPaths": [{"path": "/*"}],
+            "excludedPaths": [{"path": path} for path in EXCLUDED_INDEX_PATHS],
+            "compositeIndexes": composites,
+        }
+
+    def _composite_keys(self, spec: ContainerSpec) -> list[list[str]]:
+        keys = [[spec.partition_field, "id"], ["id", spec.partition_field]]
+        for path in sorted(self._order_by_paths[spec.name]):
+            order = _sort_keys(spec, path)
+            if order not in keys:
+                keys.append(order)
+        return keys
+
+    def _container(self, name: str) -> tuple[ContainerSpec, ContainerProxy]:
+        spec = self._specs.get(name)
+        if spec is None:
+            raise NotFoundError(f"container {name!r} does not exist", resource=name)
+        self._ensure()
+        return spec, self._containers[name]
+
+    # ---------------------------------------------------------------- reads
+
+    def get(self, container: str, partition_key: str, id: str) -> Document | None:
+        spec, proxy = self._container(container)
+        with self._item_errors(spec, partition_key, id):
+            try:
+                return _public(
+                    proxy.read_item(id, partition_key, headers=dict(_POINT_READ_HEADERS))
+                )
+            except CosmosHttpResponseError as exc:
+                if _missing_item(exc):
+                    return None
+                raise
+
+    def query(
+        self,
+        container: str,
+        *,
+        partition_key: str | None = None,
+        filters: Sequence[Filter] = (),
+        order_by: str | None = None,
+        descending: bool = False,
+        limit: int = 100,
+        continuation: str | None = None,
+    ) -> Page:
+        spec = self._spec(container)
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE_SIZE:
+            raise PermanentError(
+                f"limit must be an integer from 1 to {MAX_PAGE_SIZE}, got {limit!r}",
+                resource=container,
+            )
+        params = _Params()
+        clauses = self._where(spec, partition_key, filters, params)
+        keys = self._order_keys(spec, order_by)
+        fingerprint = _fingerprint(container, clauses, params.values, order_by, descending)
+        ranked = order_by is not None
+        if continuation is not None:
+            last = _decode_token(continuation, fingerprint, len(keys) + int(ranked), container)
+            clauses.append(_after(spec, keys, last, ranked, descending, params))
+        direction = "DESC" if descending else "ASC"
+        order = ", ".join(f"{_ref(spec, key)} {direction}" for key in keys)
+        sql = f"SELECT TOP {limit + 1} * FROM c{_where_sql(clauses)} ORDER BY {order}"
+        items = self._run(spec, sql, params, partition_key)
+        page = [_public(item) for item in items[:limit]]
+        token = None
+        if len(items) > limit:
+            token = _encode_token(_key_of(spec, keys, items[limit - 1], ranked), fingerprint)
+        return Page(items=page, continuation=token)
+
+    def count(
+        self, container: str, *, partition_key: str | None = None, filters: Sequence[Filter] = ()
+    ) -> int:
+        spec = self._spec(container)
+        params = _Params()
+        clauses = self._where(spec, partition_key, filters, params)
+        sql = f"SELECT VALUE COUNT(1) FROM c{_where_sql(clauses)}"
+        return int(sum(self._run(spec, sql, params, partition_key)))
+
+    def _run(
+        self, spec: ContainerSpec, sql: str, params: _Params, partition_key: str | None
+    ) -> list[Any]:
+        _, proxy = self._container(spec.name)
+        scope: dict[str, Any] = (
+            {"enable_cross_partition_query": True}
+            if partition_key is None
+            else {"partition_key": partition_key}
+        )
+        with cosmos_errors(spec.name):
+            return list(proxy.query_items(sql, parameters=params.values, **scope))
+
+    def _spec(self, container: str) -> ContainerSpec:
+        spec = self._specs.get(container)
+        if spec is None:
+            raise NotFoundError(f"container {container!r} does not exist", resource=container)
+        return spec
+
+    def _where(
+        self,
+        spec: ContainerSpec,
+        partition_key: str | None,
+        filters: Sequence[Filter],
+        params: _Params,
+    ) -> list[str]:
+        clauses: list[str] = []
+        if partition_key is not None:
+            if not isinstance(partition_key, str):
+                raise PermanentError(
+                    f"partition_key must be a string, got {type(partition_key).__name__}",
+                    resource=spec.name,
+                )
+            # Redundant with the request's partition scope on Cosmos DB; cosmosdb-server
+            # ignores that scope and requires the key in the query.
+            clauses.append(f"{_ref(spec, spec.partition_field)} = {params.bind(partition_key)}")
+        clauses.extend(_compile_filter(spec, condition, params) for condition in filters)
+        return clauses
+
+    def _order_keys(self, spec: ContainerSpec, order_by: str | None) -> list[str]:
+        if order_by is None:
+            return [spec.partition_field, "id"]
+        _segments(spec, order_by)
+        keys = _sort_keys(spec, order_by)
+        if keys not in self._composite_keys(spec):
+            raise PermanentError(
+                f"order_by path {order_by!r} in container {spec.name} has no composite index:"
+                " add it to ORDER_BY_PATHS (and the Bicep) to order by it",
+                resource=spec.name,
+            )
+        return keys
+
+    # ---------------------------------------------------------------- writes
+
+    def create(self, container: str, doc: Document) -> Document:
+        spec = self._spec(container)
+        prepared = _prepare(spec, doc)
+        _, proxy = self._container(container)
+        with self._item_errors(spec, prepared.pk, prepared.id):
+            try:
+                return _public(proxy.create_item(prepared.body))
+            except CosmosHttpResponseError as exc:
+                if exc.status_code == 409:
+                    raise ConflictError(
+                        f"document {prepared.id!r} already exists in {container}/{prepared.pk}",
+                        resource=f"{container}/{prepared.pk}/{prepared.id}",
+                    ) from exc
+                raise
+
+    def upsert(self, container: str, doc: Document, *, if_match: str | None = None) -> Document:
+        spec = self._spec(container)
+        prepared = _prepare(spec, doc)
+        _, proxy = self._container(container)
+        with self._item_errors(spec, prepared.pk, prepared.id):
+            if if_match is None:
+                return _public(proxy.upsert_item(prepared.body))
+            try:
+                return _public(
+                    proxy.replace_item(
+                        prepared.id,
+                        prepared.body,
+                        etag=if_match,
+                        match_condition=MatchConditions.IfNotModified,
+                    )
+                )
+            except CosmosHttpResponseError as exc:
+                if exc.status_code in (404, 412) and not _missing_container(exc):
+                    raise ConflictError(
+                        f"document {container}/{prepared.pk}/{prepared.id} changed or is gone"
+                        " (etag mismatch)",
+                        resource=f"{container}/{prepared.pk}/{prepared.id}",
+                    ) from exc
+                raise
+
+    def upsert_many(self, container: str, docs: Sequence[Document]) -> list[Document]:
+        spec = self._spec(container)
+        prepared = [_prepare(spec, doc) for doc in docs]
+        if not prepared:
+            return []
+        _, proxy = self._container(container)
+
+        def write(item: _Prepared) -> Document:
+            with self._item_errors(spec, item.pk, item.id):
+                return _public(proxy.upsert_item(item.body))
+
+        if len(prepared) == 1:
+            return [write(prepared[0])]
+        return list(self._workers().map(write, prepared))
+
+    def _workers(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(
+                    self._upsert_concurrency, thread_name_prefix="cosmos-upsert"
+                )
+            return self._pool
+
+    def delete(
+        self, container: str, partition_key: str, id: str, *, if_match: str | None = None
+    ) -> bool:
+        spec, proxy = self._container(container)
+        condition: dict[str, Any] = (
+            {}
+            if if_match is None
+            else {"etag": if_match, "match_condition": MatchConditions.IfNotModified}
+        )
+        with self._item_errors(spec, partition_key, id):
+            try:
+                proxy.delete_item(id, partition_key, **condition)
+            except CosmosHttpResponseError as exc:
+                if if_match is not None and (exc.status_code == 412 or _missing_item(exc)):
+                    raise ConflictError(
+                        f"document {container}/{partition_key}/{id} changed or is gone"
+                        " (etag mismatch)",
+                        resource=f"{container}/{partition_key}/{id}",
+                    ) from exc
+                if _missing_item(exc):
+                    return False
+                raise
+        return True
+
+    @contextmanager
+    def _item_errors(self, spec: ContainerSpec, partition_key: str, id: str) -> Iterator[None]:
+        """Item calls: a missing container is named as such, anything else by the item."""
+        try:
+            yield
+        except CosmosHttpResponseError as exc:
+            if _missing_container(exc):
+                raise NotFoundError(
+                    f"Cosmos DB container {self._database_name}/{spec.name} does not exist",
+                    resource=spec.name,
+                ) from exc
+            raise translate(exc, f"{spec.name}/{partition_key}/{id}") from exc
+        except (
+            ClientAuthenticationError,
+            CosmosClientTimeoutError,
+            ServiceRequestError,
+            ServiceResponseError,
+        ) as exc:
+            raise translate(exc, f"{spec.name}/{partition_key}/{id}") from exc
+
+    def ping(self) -> None:
+        database = self._ensure()
+        with cosmos_errors(self._database_name):
+            database.read()
+
+
+# -------------------------------------------------------------------------------------
+# documents
+# -------------------------------------------------------------------------------------
+
+
+def _missing_item(exc: CosmosHttpResponseError) -> bool:
+    return exc.status_code == 404 and not _missing_container(exc)
+
+
+def _missing_container(exc: CosmosHttpResponseError) -> bool:
+    return exc.status_code == 404 and exc.sub_status == _OWNER_RESOURCE_NOT_FOUND
+
+
+def _public(doc: Mapping[str, Any]) -> Document:
+    """The stored document as the port shows it: Cosmos' own bookkeeping fields dropped,
+    `_etag` and `_ts` kept."""
+    return {key: value for key, value in doc.items() if key not in _SYSTEM_FIELDS}
+
+
+def _prepare(spec: ContainerSpec, doc: Document) -> _Prepared:
+    """Validate as the SQLite store does, before anything is sent."""
+    if not isinstance(doc, Mapping):
+        raise PermanentError(
+            f"a document for {spec.name} must be a JSON object, got {type(doc).__name__}",
+            resource=spec.name,
+        )
+    doc_id = doc.get("id")
+    if not isinstance(doc_id, str) or not doc_id:
+        raise PermanentError(
+            f"document for container {spec.name} needs a non-empty string field 'id'",
+            resource=spec.name,
+        )
+    if not INVALID_ID_CHARS.isdisjoint(doc_id) or len(doc_id.encode()) > MAX_ID_BYTES:
+        raise PermanentError(
+            f"document id {doc_id!r} in container {spec.name} must not contain / \\ ? #"
+            f" and must be at most {MAX_ID_BYTES} bytes",
+            resource=spec.name,
+        )
+    partition_field = spec.partition_field
+    pk = doc.get(partition_field)
+    if not isinstance(pk, str):
+        raise PermanentError(
+            f"document {doc_id!r} for container {spec.name} needs the partition key field"
+            f" {partition_field!r} as a string",
+            resource=spec.name,
+        )
+    ttl = doc.get("ttl")
+    if ttl is not None and (
+        isinstance(ttl, bool) or not isinstance(ttl, int) or not (ttl > 0 or ttl == -1)
+    ):
+        raise PermanentError(
+            f"document {doc_id!r} in container {spec.name}: field 'ttl' must be a positive"
+            f" integer number of seconds or -1, got {ttl!r}",
+            resource=spec.name,
+        )
+    body = {key: value for key, value in doc.items() if key not in _SYSTEM_FIELDS}
+    try:
+        size = len(_ENCODER.encode(body))
+    except (TypeError, ValueError) as exc:
+        raise PermanentError(
+            f"document {doc_id!r} in container {spec.name} is not JSON: {exc}",
+            resource=spec.name,
+        ) from exc
+    if size > MAX_DOCUMENT_BYTES:
+        raise PermanentError(
+            f"document {doc_id!r} in container {spec.name} is {size} bytes,"
+            f" over the {MAX_DOCUMENT_BYTES}-byte limit",
+            resource=spec.name,
+        )
+    return _Prepared(body=body, pk=pk, id=doc_id)
+
+
+# -------------------------------------------------------------------------------------
+# paths and filters
+# -------------------------------------------------------------------------------------
+
+
+def _segments(spec: ContainerSpec, path: str) -> list[str | int]:
+    if not isinstance(path, str) or not _PATH.fullmatch(path):
+        raise PermanentError(
+            f"invalid document path {path!r} in container {spec.name}: use dotted names of"
+            " letters, digits and '_', with optional [n] indexes",
+            resource=spec.name,
+        )
+    segments: list[str | int] = []
+    for part in path.split("."):
+        match = _SEGMENT.fullmatch(part)
+        assert match is not None  # the whole path matched _PATH
+        segments.append(match.group(1))
+        segments.extend(int(index) for index in re.findall(r"\[(\d+)\]", match.group(2)))
+    return segments
+
+
+def _ref(spec: ContainerSpec, path: str) -> str:
+    """`c["a"]["b"][1]`: safe because every segment matched the path pattern."""
+    return "c" + "".join(
+        f"[{segment}]" if isinstance(segment, int) else f'["{segment}"]'
+        for segment in _segments(spec, path)
+    )
+
+
+def _index_path(path: str) -> str:
+    return "/" + path.replace(".", "/").replace("[", "/").replace("]", "")
+
+
+def _sort_keys(spec: ContainerSpec, order_by: str) -> list[str]:
+    keys = [order_by]
+    for tie_breaker in (spec.partition_field, "id"):
+        if tie_breaker not in keys:
+            keys.append(tie_breaker)
+    return keys
+
+
+def _check_scalar(spec: ContainerSpec, condition: Filter, value: Any) -> Scalar:
+    if isinstance(value, bool) or value is None or isinstance(value, str | float):
+        return value
+    if isinstance(value, int) and _INT64[0] <= value <= _INT64[1]:
+        return value
+    raise PermanentError(
+        f"filter {condition.path!r} {condition.op!r} in container {spec.name}: value {value!r}"
+        " must be a string, a 64-bit integer, a float, a boolean or None",
+        resource=spec.name,
+    )
+
+
+def _equals(ref: str, value: Scalar, params: _Params) -> str:
+    """Cosmos' `=` is type-strict already: `1` never equals `true` or `"1"`."""
+    if value is None:
+        return f"{ref} = null"
+    return f"{ref} = {params.bind(value)}"
+
+
+def _compile_filter(spec: ContainerSpec, condition: Filter, params: _Params) -> str:
+    ref = _ref(spec, condition.path)
+    op, value = condition.op, condition.value
+    if op == "exists":
+        if value is None or value is True:
+            return f"IS_DEFINED({ref})"
+        if value is False:
+            return f"NOT IS_DEFINED({ref})"
+        raise PermanentError(
+            f"filter {condition.path!r} 'exists' in container {spec.name} takes True, False or"
+            f" None, got {value!r}",
+            resource=spec.name,
+        )
+    if op == "in":
+        return _in(spec, condition, ref, params)
+    if op not in ("==", "!=", "<", "<=", ">", ">=", "contains"):
+        raise PermanentError(
+            f"unknown filter operator {op!r} on {condition.path!r} in container {spec.name}",
+            resource=spec.name,
+        )
+    scalar = _check_scalar(spec, condition, value)
+    if op == "==":
+        return _equals(ref, scalar, params)
+    if op == "!=":
+        if scalar is None:
+            raise PermanentError(
+                f"filter {condition.path!r} '!=' None in container {spec.name} would match"
+                " nothing; use 'exists' or '==' None",
+                resource=spec.name,
+            )
+        if isinstance(scalar, bool):
+            return f"{ref} = {params.bind(not scalar)}"
+        # Same type, other value. Not `!=`: cosmosdb-server matches `!=` across types.
+        bound = params.bind(scalar)
+        return f"({ref} < {bound} OR {ref} > {bound})"
+    if op == "contains":
+        bound = params.bind(scalar)
+        if isinstance(scalar, str):
+            return f"(ARRAY_CONTAINS({ref}, {bound}) OR CONTAINS({ref}, {bound}))"
+        return f"ARRAY_CONTAINS({ref}, {bound})"
+    if scalar is None or isinstance(scalar, bool):
+        raise PermanentError(
+            f"filter {condition.path!r} {op!r} in container {spec.name} compares only numbers"
+            f" or strings, got {scalar!r}",
+            resource=spec.name,
+        )
+    return f"{ref} {op} {params.bind(scalar)}"
+
+
+def _in(spec: ContainerSpec, condition: Filter, ref: str, params: _Params) -> str:
+    values = condition.value
+    if isinstance(values, str | bytes | Mapping) or not isinstance(
+        values, list | tuple | set | frozenset
+    ):
+        raise PermanentError(
+            f"filter {condition.path!r} 'in' in container {spec.name} needs a list of values",
+            resource=spec.name,
+        )
+    if len(values) > MAX_IN_VALUES:
+        raise PermanentError(
+            f"filter {condition.path!r} 'in' in container {spec.name} has {len(values)} values,"
+            f" over the limit of {MAX_IN_VALUES}",
+            resource=spec.name,
+        )
+    scalars = [_check_scalar(spec, condition, value) for value in values]
+    if not scalars:
+        return "false"
+    bound = ", ".join(params.bind(value) for value in scalars)
+    return f"{ref} IN ({bound})"
+
+
+# -------------------------------------------------------------------------------------
+# keyset paging
+# -------------------------------------------------------------------------------------
+
+
+def _rank(value: Any, present: bool) -> int:
+    if not present:
+        return 0
+    if value is None:
+        return 1
+    if isinstance(value, bool):
+        return 2
+    if isinstance(value, int | float):
+        return 3
+    if isinstance(value, str):
+        return 4
+    if isinstance(value, list):
+        return 5
+    return 6
+
+
+def _lookup(doc: Any, segments: Sequence[str | int]) -> tuple[bool, Any]:
+    for segment in segments:
+        if isinstance(segment, int):
+            if not isinstance(doc, list) or segment >= len(doc):
+                return False, None
+        elif not isinstance(doc, dict) or segment not in doc:
+            return False, None
+        doc = doc[segment]
+    return True, doc
+
+
+def _key_of(spec: ContainerSpec, keys: list[str], doc: Document, ranked: bool) -> list[Any]:
+    """The page's last document's position: [rank, value] of `order_by`, then the rest."""
+    if not ranked:
+        return [doc[key] for key in keys]
+    present, value = _lookup(doc, _segments(spec, keys[0]))
+    rank = _rank(value, present)
+    if rank not in _COMPARABLE_RANKS | {0, 1}:
+        raise PermanentError(
+            f"cannot page past document {doc.get('id')!r} in container {spec.name}: its"
+            f" {keys[0]!r} is an array or object; order by a scalar field",
+            resource=spec.name,
+        )
+    return [rank, value if rank in _COMPARABLE_RANKS else None] + [doc[key] for key in keys[1:]]
+
+
+def _after(
+    spec: ContainerSpec,
+    keys: list[str],
+    last: list[Any],
+    ranked: bool,
+    descending: bool,
+    params: _Params,
+) -> str:
+    """Documents strictly after `last` in the (possibly descending) key order, as one flat
+    OR of conjunctions (cosmosdb-server's parser slows down sharply with nesting)."""
+    beyond = "<" if descending else ">"
+    alternatives: list[str] = []
+    equal_prefix: list[str] = []
+    tail = last
+    if ranked:
+        rank, value = last[0], last[1]
+        ref = _ref(spec, keys[0])
+        other_ranks = range(rank) if descending else range(rank + 1, len(_RANK_PREDICATES))
+        alternatives.extend(_RANK_PREDICATES[r].format(ref) for r in other_ranks)
+        if rank in _COMPARABLE_RANKS:
+            bound = params.bind(value)
+            alternatives.append(f"{ref} {beyond} {bound}")
+            equal_prefix.append(f"{ref} = {bound}")
+        else:
+            equal_prefix.append(_RANK_PREDICATES[rank].format(ref))
+        keys, tail = keys[1:], last[2:]
+    for key, value in zip(keys, tail, strict=True):
+        ref, bound = _ref(spec, key), params.bind(value)
+        alternatives.append(" AND ".join([*equal_prefix, f"{ref} {beyond} {bound}"]))
+        equal_prefix.append(f"{ref} = {bound}")
+    return "(" + " OR ".join(alternatives) + ")"
+
+
+def _where_sql(clauses: list[str]) -> str:
+    return f" WHERE {' AND '.join(clauses)}" if clauses else ""
+
+
+def _fingerprint(
+    container: str,
+    clauses: list[str],
+    params: list[dict[str, Any]],
+    order_by: str | None,
+    descending: bool,
+) -> str:
+    shape = json.dumps([container, clauses, params, order_by, descending], sort_keys=True)
+    return hashlib.sha256(shape.encode()).hexdigest()
+
+
+def _check(key_text: str, fingerprint: str) -> str:
+    return hashlib.sha256(f"{fingerprint}|{key_text}".encode()).hexdigest()[:24]
+
+
+def _encode_token(key: list[Any], fingerprint: str) -> str:
+    key_text = json.dumps(key, separators=(",", ":"))
+    payload = json.dumps({"k": key, "c": _check(key_text, fingerprint)}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
+
+
+def _decode_token(token: str, fingerprint: str, key_length: int, container: str) -> list[Any]:
+    try:
+        raw = base64.b64decode(token + "=" * (-len(token) % 4), altchars=b"-_", validate=True)
+        payload = json.loads(raw)
+    except (binascii.Error, UnicodeDecodeError, ValueError, TypeError) as exc:
+        raise PermanentError(_BAD_CONTINUATION, resource=container) from exc
+    if not isinstance(payload, dict) or set(payload) != {"k", "c"}:
+        raise PermanentError(_BAD_CONTINUATION, resource=container)
+    key = payload["k"]
+    if (
+        not isinstance(key, list)
+        or len(key) != key_length
+        or not all(isinstance(part, str) for part in key[-2:])
+        or payload["c"] != _check(json.dumps(key, separators=(",", ":")), fingerprint)
+    ):
+        raise PermanentError(_BAD_CONTINUATION, resource=container)
+    return key
