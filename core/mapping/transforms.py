@@ -16,7 +16,15 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from core.mapping.coercion import (
@@ -28,6 +36,7 @@ from core.mapping.coercion import (
     to_bool,
     to_datetime,
 )
+from core.mapping.paths import MISSING, PathShapeError, PathSyntaxError, compile_path, parse_path
 
 TransformFunction = Callable[[Any], Any]
 
@@ -373,6 +382,56 @@ def _array_first(_: NoOptions) -> TransformFunction:
     return array_first
 
 
+class MapObjectsOptions(TransformOptions):
+    fields: dict[str, str] = Field(
+        ...,
+        min_length=1,
+        max_length=100,
+        description="Output key -> path inside each item (the source-path grammar, e.g. "
+        "Contact.Email). An item without the path gets no such key.",
+    )
+
+    @field_validator("fields")
+    @classmethod
+    def _keys_and_paths_are_valid(cls, fields: dict[str, str]) -> dict[str, str]:
+        for key, path in fields.items():
+            if not key.strip():
+                raise ValueError("an output key is empty")
+            try:
+                parse_path(path)
+            except PathSyntaxError as exc:
+                raise ValueError(f"{key}: {exc}") from None
+        return fields
+
+
+def _map_objects(options: MapObjectsOptions) -> TransformFunction:
+    """Reshapes arrays of provider objects (Salesforce subquery rows) into the shard's own
+    objects, which a one-path-per-field mapping cannot do."""
+    getters = tuple((key, compile_path(path)) for key, path in options.fields.items())
+
+    def map_objects(value: Any) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, list | tuple):
+            raise TransformError(f"mapObjects expects an array, got {describe_value(value)}")
+        mapped: list[dict[str, Any]] = []
+        for position, item in enumerate(value):
+            if not isinstance(item, Mapping):
+                raise TransformError(f"item {position} is {describe_value(item)}, not an object")
+            shaped: dict[str, Any] = {}
+            for key, get in getters:
+                try:
+                    found = get(item)
+                except PathShapeError as exc:
+                    raise TransformError(f"item {position}: {exc}") from exc
+                if found is not MISSING:
+                    shaped[key] = found
+            mapped.append(shaped)
+        return mapped
+
+    return map_objects
+
+
 # --- booleans ----------------------------------------------------------------------------
 
 
@@ -478,6 +537,15 @@ BUILTIN_DEFINITIONS: tuple[TransformDefinition[Any], ...] = (
         "The first item of an array, or null for an empty array.",
         NoOptions,
         _array_first,
+    ),
+    TransformDefinition(
+        "mapObjects",
+        "array",
+        'Each object of an array reshaped by paths, e.g. {"fields": {"email": '
+        '"Contact.Email"}} turns [{"Contact": {"Email": "a@b.com"}}] into '
+        '[{"email": "a@b.com"}]; a path an item lacks leaves its key out.',
+        MapObjectsOptions,
+        _map_objects,
     ),
     TransformDefinition(
         "booleanToString",

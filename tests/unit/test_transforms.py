@@ -16,6 +16,7 @@ from core.mapping.transforms import (
 )
 
 SEED_BUILTINS = {
+    "mapObjects",
     "dateToISO",
     "dateToUnix",
     "stringToNumber",
@@ -57,7 +58,7 @@ def test_registry_describes_each_transform_with_an_options_schema() -> None:
 
 @pytest.mark.parametrize("name", sorted(SEED_BUILTINS - {"nullToDefault"}))
 def test_every_transform_but_null_to_default_passes_null_through(name: str) -> None:
-    assert build(name)(None) is None
+    assert build(name, **DEFAULT_OPTIONS.get(name, {}))(None) is None
 
 
 # --- dates -------------------------------------------------------------------------------
@@ -333,7 +334,10 @@ ODD_VALUES: list[Any] = [
     object(),
     True,
 ]
-DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {"nullToDefault": {"default": "x"}}
+DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
+    "nullToDefault": {"default": "x"},
+    "mapObjects": {"fields": {"x": "a.b"}},
+}
 
 
 @pytest.mark.parametrize("name", sorted(SEED_BUILTINS))
