@@ -3,9 +3,9 @@
 import azure.durable_functions as df
 import azure.functions as func
 
-from functions import ops
+from functions import api_integrations, api_shards, crm, ops
 
 app = df.DFApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 
-for blueprint in (ops.bp,):
+for blueprint in (ops.bp, crm.bp, api_integrations.bp, api_shards.bp):
     app.register_functions(blueprint)

@@ -56,6 +56,12 @@ class Settings(BaseSettings):
     # --- messaging -----------------------------------------------------------------------
     message_inline_limit_bytes: int = Field(192 * 1024, gt=0, alias="MESSAGE_INLINE_LIMIT_BYTES")
 
+    # --- processing ----------------------------------------------------------------------
+    validation_mode: Literal["strict", "lenient", "audit"] = Field(
+        "strict", alias="VALIDATION_MODE"
+    )
+    crm_batch_concurrency: int = Field(10, ge=1, le=64, alias="CRM_BATCH_CONCURRENCY")
+
     # --- local host ----------------------------------------------------------------------
     local_concurrency: int = Field(4, ge=1, alias="LOCAL_CONCURRENCY")
     local_shutdown_grace_seconds: float = Field(20.0, ge=0, alias="LOCAL_SHUTDOWN_GRACE_SECONDS")

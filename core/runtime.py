@@ -14,10 +14,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 from core.api.auth import TokenVerifier, build_verifier
 from core.config import Settings, get_settings
+from core.integrations.repository import IntegrationConfigCache, IntegrationRepository
+from core.models.shard_types import ensure_shard_types
 from core.ports import BlobStore, Bus, DocumentStore, SecretStore
+from core.processing.crm import CrmMappingProcessor
+from core.sync.executions import SyncExecutions
+from core.sync.worker import SyncWorker
 
 
 class SystemClock:
@@ -84,6 +90,37 @@ class Runtime:
     def token_verifier(self) -> TokenVerifier:
         return build_verifier(self.settings)
 
+    @cached_property
+    def integration_cache(self) -> IntegrationConfigCache:
+        return IntegrationConfigCache(IntegrationRepository(self.store))
+
+    @cached_property
+    def executions(self) -> SyncExecutions:
+        return SyncExecutions(self.store, self.bus, self.clock)
+
+    @cached_property
+    def crm_processor(self) -> CrmMappingProcessor:
+        """Built on first use in each worker process, after the start-up checks (in Azure
+        there is no other start-up hook than the first invocation)."""
+        self.startup()
+        return CrmMappingProcessor(
+            self.store,
+            self.bus,
+            self.clock,
+            self.integration_cache,
+            validation_mode=self.settings.validation_mode,
+            batch_concurrency=self.settings.crm_batch_concurrency,
+        )
+
+    @cached_property
+    def sync_worker(self) -> SyncWorker:
+        return SyncWorker(self.store, self.bus, self.secrets, self.clock)
+
+    def startup(self) -> None:
+        """Start-up work that must succeed before messages are processed: the shard types
+        (ShardTypeSetupError after 3 attempts, so start-up fails loudly)."""
+        ensure_shard_types(self.store, self.clock)
+
     def probes(self) -> dict[str, Callable[[], None]]:
         """Each dependency's readiness probe, by name (for `/api/ready`)."""
         return {
@@ -94,7 +131,7 @@ class Runtime:
         }
 
 
-def _azure_adapter(setting: str, value: str, module: str, factory: str, settings: Settings):  # type: ignore[no-untyped-def]
+def _azure_adapter(setting: str, value: str, module: str, factory: str, settings: Settings) -> Any:
     import importlib
 
     try:

@@ -84,7 +84,8 @@ class LocalHost:
                 )
 
     def start_background(self) -> None:
-        """Start every non-HTTP trigger."""
+        """Start-up work, then every non-HTTP trigger."""
+        self.runtime.startup()
         bus = self.runtime.bus
         for spec in self.functions:
             if spec.trigger_type == SERVICE_BUS:
@@ -112,7 +113,7 @@ class LocalHost:
         self._check_entities()
         if self.blob_drivers and hasattr(bus, "create_queue"):
             bus.create_queue(QueueSpec(POISON_BLOB_QUEUE))
-        for driver in [*self.bus_drivers, *self.timer_drivers, *self.blob_drivers]:
+        for driver in self._drivers():
             driver.start()
         if self.bus_drivers:
             threading.Thread(target=self._renew_locks, name="lock-renewal", daemon=True).start()
@@ -124,6 +125,9 @@ class LocalHost:
                 "entities": [d.entity for d in self.bus_drivers],
             },
         )
+
+    def _drivers(self) -> list[ServiceBusDriver | TimerDriver | BlobDriver]:
+        return [*self.bus_drivers, *self.timer_drivers, *self.blob_drivers]
 
     def _renew_locks(self) -> None:
         while not self._stopping.wait(2.0):
@@ -142,7 +146,7 @@ class LocalHost:
         if self._server is not None:
             self._server.should_exit = True
         deadline = time.monotonic() + self.settings.local_shutdown_grace_seconds
-        for driver in [*self.bus_drivers, *self.timer_drivers, *self.blob_drivers]:
+        for driver in self._drivers():
             driver.join(deadline)
         abandoned = sum(driver.abandon_in_flight() for driver in self.bus_drivers)
         log.info("local host stopped", extra={"abandonedMessages": abandoned})

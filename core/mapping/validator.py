@@ -1,8 +1,10 @@
 """Validation of mapped shard data before it is stored, with the seeds' three strictness
 modes:
 
-* `strict` (development): any error or warning rejects the record; every problem is
-  returned as an error and the processor quarantines the record.
+* `strict` (development): any field error, unknown field or model error rejects the
+  record; every problem is returned as an error and the processor quarantines the
+  record. An optional field whose source is absent is not a problem with the data (CRMs
+  and webhooks omit empty fields): it stays a warning and the record is kept.
 * `lenient` (production): fields that fail are dropped and reported as warnings, and the
   record is kept. It is still rejected when what is left cannot be a valid record (a
   required field failed or is missing, or a model-level rule fails), because storing it
@@ -102,24 +104,29 @@ class ShardValidator:
             ]
             candidate = {key: value for key, value in data.items() if key in known}
         if self.mode is ValidationMode.STRICT:
-            return self._strict(candidate, model, [*mapping_errors, *mapping_warnings, *unknown])
+            return self._strict(candidate, model, [*mapping_errors, *unknown], mapping_warnings)
         if self.mode is ValidationMode.LENIENT:
             return self._lenient(candidate, model, mapping_errors, [*mapping_warnings, *unknown])
         return self._audit(data, model, mapping_errors, [*mapping_warnings, *unknown])
 
     @staticmethod
     def _strict(
-        data: dict[str, Any], model: type[BaseModel], problems: list[FieldError]
+        data: dict[str, Any],
+        model: type[BaseModel],
+        problems: list[FieldError],
+        warnings: list[FieldError],
     ) -> ValidationOutcome:
         try:
             instance = model.model_validate(data)
         except ValidationError as exc:
             problems = [*problems, *_errors_of(exc)]
-            return ValidationOutcome(accepted=False, data={}, errors=problems)
+            return ValidationOutcome(accepted=False, data={}, errors=problems, warnings=warnings)
         if problems:
-            return ValidationOutcome(accepted=False, data={}, errors=problems)
+            return ValidationOutcome(accepted=False, data={}, errors=problems, warnings=warnings)
         return ValidationOutcome(
-            accepted=True, data=instance.model_dump(by_alias=True, exclude_unset=True)
+            accepted=True,
+            data=instance.model_dump(by_alias=True, exclude_unset=True),
+            warnings=warnings,
         )
 
     @staticmethod

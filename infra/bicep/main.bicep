@@ -83,6 +83,19 @@ param logLevel string = 'INFO'
 @description('Messages larger than this go by claim check (Service Bus Standard allows 256 KiB including headers).')
 @minValue(1024)
 @maxValue(245760)
+@description('Shard validation: strict quarantines a record with any bad field; lenient drops bad fields with a warning; audit keeps everything.')
+@allowed([
+  'strict'
+  'lenient'
+  'audit'
+])
+param validationMode string = 'lenient'
+
+@description('Concurrent store reads per raw batch in the CRM processor.')
+@minValue(1)
+@maxValue(64)
+param crmBatchConcurrency int = 10
+
 param messageInlineLimitBytes int = 196608
 
 @description('Optional: object id of the person or group that manages provider credentials in the vault.')
@@ -225,6 +238,8 @@ var functionAppSettings = {
   AUTH_TENANT_CLAIM: authTenantClaim
   LOG_LEVEL: logLevel
   MESSAGE_INLINE_LIMIT_BYTES: string(messageInlineLimitBytes)
+  VALIDATION_MODE: validationMode
+  CRM_BATCH_CONCURRENCY: string(crmBatchConcurrency)
 }
 
 module functionApp 'modules/functionapp.bicep' = {

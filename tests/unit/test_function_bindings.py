@@ -6,6 +6,24 @@ from core.messaging.topology import SERVICE_BUS_CONNECTION, TOPOLOGY
 from function_app import app
 
 EXPECTED = {
+    "sync_worker": {
+        "type": "serviceBusTrigger",
+        "queueName": "sync-tasks",
+        "connection": "ServiceBusConnection",
+    },
+    "crm_mapping": {
+        "type": "serviceBusTrigger",
+        "queueName": "integration_data_raw",
+        "connection": "ServiceBusConnection",
+    },
+    "sync_tracking": {
+        "type": "serviceBusTrigger",
+        "topicName": "integration-events",
+        "subscriptionName": "sync-tracking",
+        "connection": "ServiceBusConnection",
+        "cardinality": "many",
+    },
+    "sync_timeouts": {"type": "timerTrigger", "schedule": "0 * * * * *", "runOnStartup": False},
     "health": {
         "type": "httpTrigger",
         "route": "health",
@@ -27,6 +45,84 @@ EXPECTED = {
     "whoami": {
         "type": "httpTrigger",
         "route": "v1/whoami",
+        "methods": ["GET"],
+        "authLevel": "anonymous",
+    },
+    "integrations_create": {
+        "type": "httpTrigger",
+        "route": "v1/integrations",
+        "methods": ["POST"],
+        "authLevel": "anonymous",
+    },
+    "integrations_list": {
+        "type": "httpTrigger",
+        "route": "v1/integrations",
+        "methods": ["GET"],
+        "authLevel": "anonymous",
+    },
+    "transform_functions_list": {
+        "type": "httpTrigger",
+        "route": "v1/integrations/transform-functions",
+        "methods": ["GET"],
+        "authLevel": "anonymous",
+    },
+    "integration_get": {
+        "type": "httpTrigger",
+        "route": "v1/integrations/{id}",
+        "methods": ["GET"],
+        "authLevel": "anonymous",
+    },
+    "sync_config_get": {
+        "type": "httpTrigger",
+        "route": "v1/integrations/{id}/sync-config",
+        "methods": ["GET"],
+        "authLevel": "anonymous",
+    },
+    "sync_config_put": {
+        "type": "httpTrigger",
+        "route": "v1/integrations/{id}/sync-config",
+        "methods": ["PUT"],
+        "authLevel": "anonymous",
+    },
+    "field_mappings_get": {
+        "type": "httpTrigger",
+        "route": "v1/integrations/{id}/field-mappings/{entityType}",
+        "methods": ["GET"],
+        "authLevel": "anonymous",
+    },
+    "field_mappings_put": {
+        "type": "httpTrigger",
+        "route": "v1/integrations/{id}/field-mappings/{entityType}",
+        "methods": ["PUT"],
+        "authLevel": "anonymous",
+    },
+    "field_mappings_test": {
+        "type": "httpTrigger",
+        "route": "v1/integrations/{id}/field-mappings/{entityType}/test",
+        "methods": ["POST"],
+        "authLevel": "anonymous",
+    },
+    "integration_sync": {
+        "type": "httpTrigger",
+        "route": "v1/integrations/{id}/sync",
+        "methods": ["POST"],
+        "authLevel": "anonymous",
+    },
+    "integration_sync_history": {
+        "type": "httpTrigger",
+        "route": "v1/integrations/{id}/sync-history/{executionId?}",
+        "methods": ["GET"],
+        "authLevel": "anonymous",
+    },
+    "shards_list": {
+        "type": "httpTrigger",
+        "route": "v1/shards",
+        "methods": ["GET"],
+        "authLevel": "anonymous",
+    },
+    "shard_get": {
+        "type": "httpTrigger",
+        "route": "v1/shards/{id}",
         "methods": ["GET"],
         "authLevel": "anonymous",
     },

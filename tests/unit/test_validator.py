@@ -80,14 +80,15 @@ def test_strict_rejects_a_record_with_a_field_error() -> None:
     assert (error.field, error.value, error.source) == ("amount", "lots", "Amount")
 
 
-def test_strict_rejects_on_warnings_too() -> None:
+def test_strict_keeps_a_record_whose_optional_source_is_absent_with_a_warning() -> None:
     record = {key: value for key, value in GOOD.items() if key != "CloseDate"}
     result = MAPPING.map(record)
     assert result.errors == []
-    assert result.warnings
     outcome = ShardValidator("strict").validate_mapping(result, Deal)
-    assert not outcome.accepted
-    assert [error.field for error in outcome.errors] == ["closeDate"]
+    assert outcome.accepted
+    assert "closeDate" not in outcome.data
+    assert [warning.field for warning in outcome.warnings] == ["closeDate"]
+    assert outcome.errors == []
 
 
 def test_strict_rejects_what_only_the_whole_model_can_see() -> None:
