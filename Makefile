@@ -19,7 +19,7 @@ node_modules/.installed: package.json package-lock.json
 	touch $@
 
 run: $(VENV)/.installed
-	$(PY) -m core.local serve --port $(PORT) --data-dir $(DATA_DIR)
+	$(PY) -m core.local serve --port $(PORT) --data-dir $(DATA_DIR) --demo
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

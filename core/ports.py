@@ -58,6 +58,12 @@ class DocumentStore(Protocol):
 
     def get(self, container: str, partition_key: str, id: str) -> Document | None: ...
 
+    def get_many(
+        self, container: str, keys: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], Document]:
+        """Point reads of many (partition key, id) pairs at once; absent ones are left out."""
+        ...
+
     def create(self, container: str, doc: Document) -> Document:
         """Insert; ConflictError if the id already exists in the partition."""
         ...

@@ -23,7 +23,13 @@ def _serve(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     configure_logging(settings.log_level)
-    host = LocalHost(load_app(args.app), get_runtime())
+    runtime = get_runtime()
+    host = LocalHost(load_app(args.app), runtime)
+    if args.demo:
+        from core.local.demo import load_demo
+
+        runtime.startup()
+        load_demo(runtime)
     host.serve(args.host, args.port)
     return 0
 
@@ -51,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--data-dir", default=None, help="where the local stores live (DATA_DIR)")
     serve.add_argument("--app", default="function_app:app", help="module:attribute of the app")
+    serve.add_argument(
+        "--demo", action="store_true", help="load the demo tenant and run its first sync"
+    )
     serve.set_defaults(run=_serve)
 
     token = commands.add_parser("token", help="print a local dev JWT")

@@ -8,13 +8,14 @@ versions, so an older consumer must accept, and pass on, fields a newer producer
 
 from __future__ import annotations
 
-from datetime import datetime
+import uuid
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from core.errors import PermanentError
-from core.models.events import EventEnvelope
+from core.models.events import SCHEMA_VERSION, EventEnvelope
 from core.models.integration import SyncCounters
 from core.models.shards import CamelModel, Count, NonEmptyStr, UtcDateTime
 
@@ -297,15 +298,20 @@ def make_event(
     data = payload.model_dump(mode="json", by_alias=True)
     tenant = _agreeing("tenantId", tenant_id, data.get("tenantId"))
     correlation = _agreeing("correlationId", correlation_id, data.get("correlationId"))
-    return EventEnvelope.model_validate(
-        {
-            "type": event_type,
-            "source": source,
-            "tenantId": tenant,
-            "correlationId": correlation,
-            "causationId": causation_id,
-            "data": data,
-        }
+    if not source:
+        raise ValueError("source is required")
+    # Every part was validated above (the payload by its model, the ids by _agreeing), so
+    # the envelope is constructed without validating it a second time: this is per event.
+    return EventEnvelope.model_construct(
+        id=str(uuid.uuid4()),
+        time=datetime.now(UTC),
+        schema_version=SCHEMA_VERSION,
+        type=event_type,
+        source=source,
+        tenant_id=tenant,
+        correlation_id=correlation,
+        causation_id=causation_id,
+        data=data,
     )
 
 

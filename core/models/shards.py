@@ -21,9 +21,10 @@ Field policy (seeds 0.1, "Schema Strategy"):
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -668,6 +669,16 @@ class StoredDocument(CamelModel):
         return self.model_dump(mode="json", by_alias=True, exclude={"etag", "ts"})
 
 
+class LastChange(CamelModel):
+    """The integration write that last changed a shard: a redelivery of that same record
+    finds its key here and replays the outcome (events) instead of calling it unchanged."""
+
+    idempotency_key: str = Field(min_length=1)
+    operation: Literal["created", "updated"]
+    changed_fields: list[str] = Field(default_factory=list)
+    changes: dict[str, Any] = Field(default_factory=dict)
+
+
 class Shard(StoredDocument):
     """The document stored in the `shards` container (partition key `/tenantId`)."""
 
@@ -682,6 +693,7 @@ class Shard(StoredDocument):
     integration_source: IntegrationSource | None = None
     last_synced_at: UtcDateTime | None = None
     sync_status: SyncStatus | None = None
+    last_change: LastChange | None = None
     created_at: UtcDateTime
     updated_at: UtcDateTime
 
@@ -691,6 +703,30 @@ class Shard(StoredDocument):
 
 
 SHARD_ID_NAMESPACE = uuid.UUID("5b5c10c4-09b8-48ec-8793-060da159b5c8")
+
+
+def shard_id_factory(tenant_id: str, integration_id: str, entity_type: str) -> Callable[[str], str]:
+    """`deterministic_shard_id` with the first three parts fixed: the JSON prefix is built
+    once, so the hot path hashes one string per record (same ids, tested)."""
+    deterministic_shard_id(tenant_id, integration_id, entity_type, "_")
+    prefix = json.dumps([tenant_id, integration_id, entity_type.strip().casefold()])[:-1]
+    namespace = SHARD_ID_NAMESPACE.bytes
+
+    def shard_id(external_id: str) -> str:
+        if not isinstance(external_id, str) or not external_id.strip():
+            raise ValueError("deterministic_shard_id: external_id must be a non-empty string")
+        return _uuid5_text(namespace, f"{prefix}, {json.dumps(external_id)}]".encode())
+
+    return shard_id
+
+
+def _uuid5_text(namespace: bytes, name: bytes) -> str:
+    """`str(uuid.uuid5(...))` without building UUID objects (RFC 4122 version 5)."""
+    digest = bytearray(hashlib.sha1(namespace + name, usedforsecurity=False).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    text = digest.hex()
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 def deterministic_shard_id(

@@ -8,25 +8,24 @@ Per raw message (one record, or a batch of up to 50):
    (strict / lenient / audit). Records that fail for good go to quarantine with the
    field, value and reason, and an `integration.data.mapping.failed` event.
 3. Shards get deterministic ids, so a create is an upsert and needs no lookup; the
-   current shards are read in one query to tell created / updated / unchanged apart and
+   current shards are read in one batch to tell created / updated / unchanged apart and
    to find significant opportunity changes. Unchanged records are not written.
-4. Write-ahead: a `pending` idempotency entry with the outcome is written before the
-   shards, so a crash between the shard write and the events does not turn a change into
-   "unchanged" on redelivery; events carry deterministic message ids, so a re-publish is
-   dropped by duplicate detection. Entries become `done` last.
+4. A written shard carries `lastChange` (this record's idempotency key and outcome), so
+   a crash between the shard write and the events does not turn the change into
+   "unchanged" on redelivery: the stored outcome is replayed. Events carry deterministic
+   message ids, so a re-publish is dropped by duplicate detection. The idempotency entry
+   (`done`, with the outcome) is written last, after the events.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-from pydantic import ValidationError
 from pydantic_core import to_jsonable_python
 
 from core import containers
@@ -38,8 +37,8 @@ from core.messaging import topology
 from core.models import crm_events
 from core.models.events import EventEnvelope
 from core.models.shard_types import ensure_shard_type
-from core.models.shards import deterministic_shard_id, structured_data_model
-from core.ports import Clock, DocumentStore, Filter, OutboundMessage
+from core.models.shards import shard_id_factory, structured_data_model
+from core.ports import Clock, DocumentStore, OutboundMessage
 from core.processing.quarantine import (
     QuarantinedRecord,
     describe,
@@ -47,6 +46,7 @@ from core.processing.quarantine import (
     quarantine_id,
     write_quarantine,
 )
+from core.providers.base import RelationshipKey
 from core.providers.registry import relationship_keys
 from core.sync.executions import SyncProgress, progress_id
 
@@ -157,14 +157,12 @@ class CrmMappingProcessor:
         cache: IntegrationConfigCache,
         *,
         validation_mode: str = "strict",
-        batch_concurrency: int = 10,
     ) -> None:
         self._store = store
         self._bus = bus
         self._clock = clock
         self._cache = cache
         self._validator = ShardValidator(validation_mode)
-        self._pool = ThreadPoolExecutor(max_workers=batch_concurrency, thread_name_prefix="crm-io")
         self._known_shard_types: set[str] = set()
 
     # -- entry point ------------------------------------------------------------------
@@ -203,11 +201,9 @@ class CrmMappingProcessor:
             entry = entries.get(item.idempotency_key)
             if entry is None:
                 todo.append(item)
-            elif entry.get("state") == "done":
+            else:
                 result.duplicates += 1
                 settled.append(Outcome(item, str(entry.get("operation")), entry.get("shardId")))
-            else:
-                todo.append(item)
         if not todo:
             log.info("duplicate delivery: all %d record(s) already processed", result.duplicates)
             return result
@@ -215,7 +211,7 @@ class CrmMappingProcessor:
             cached = self._cache.get(
                 message.tenant_id, message.integration_id, min_version=message.config_version
             )
-            outcomes = self._map_all(message, cached, todo, entries)
+            outcomes = self._map_all(message, cached, todo)
         except PermanentError as exc:
             outcomes = [
                 Outcome(
@@ -246,21 +242,15 @@ class CrmMappingProcessor:
     # -- reads ------------------------------------------------------------------------------
 
     def _idempotency_entries(self, items: Sequence[RawItem]) -> dict[str, dict[str, Any]]:
-        name = containers.IDEMPOTENCY.name
-        keys = [item.idempotency_key for item in items]
-        found = self._pool.map(lambda key: self._store.get(name, key, key), keys)
-        return {key: doc for key, doc in zip(keys, found, strict=True) if doc is not None}
+        found = self._store.get_many(
+            containers.IDEMPOTENCY.name,
+            [(item.idempotency_key, item.idempotency_key) for item in items],
+        )
+        return {key: doc for (key, _), doc in found.items()}
 
     def _current_shards(self, tenant_id: str, ids: list[str]) -> dict[str, dict[str, Any]]:
-        if not ids:
-            return {}
-        page = self._store.query(
-            containers.SHARDS.name,
-            partition_key=tenant_id,
-            filters=[Filter("id", "in", ids)],
-            limit=len(ids),
-        )
-        return {doc["id"]: doc for doc in page.items}
+        found = self._store.get_many(containers.SHARDS.name, [(tenant_id, i) for i in ids])
+        return {shard_id: doc for (_, shard_id), doc in found.items()}
 
     # -- mapping ----------------------------------------------------------------------------
 
@@ -269,7 +259,6 @@ class CrmMappingProcessor:
         message: _Message,
         cached: CachedIntegration,
         items: list[RawItem],
-        entries: dict[str, dict[str, Any]],
     ) -> list[Outcome]:
         mapping, compiled = cached.mapping_for(message.entity_type)
         if mapping.shard_type_name not in self._known_shard_types:
@@ -277,16 +266,17 @@ class CrmMappingProcessor:
             self._known_shard_types.add(mapping.shard_type_name)
         integration = cached.integration
         model = structured_data_model(mapping.shard_type_name)
-        ids = {
-            item.idempotency_key: deterministic_shard_id(
-                message.tenant_id, message.integration_id, message.entity_type, item.external_id
-            )
-            for item in items
-        }
+        shard_id = shard_id_factory(message.tenant_id, message.integration_id, message.entity_type)
+        ids = {item.idempotency_key: shard_id(item.external_id) for item in items}
         current = self._current_shards(message.tenant_id, list(ids.values()))
         now = self._clock.now()
         now_iso = now.isoformat()
-        links = relationship_keys(integration.integration_type_id, message.entity_type)
+        links = _link_plans(
+            relationship_keys(integration.integration_type_id, message.entity_type),
+            integration,
+            message.tenant_id,
+            message.integration_id,
+        )
         outcomes: list[Outcome] = []
         for item in items:
             result = compiled.map(item.raw)
@@ -296,26 +286,24 @@ class CrmMappingProcessor:
                     Outcome(item, "failed", errors=verdict.errors, error_code="ValidationError")
                 )
                 continue
-            shard_id = ids[item.idempotency_key]
-            previous = current.get(shard_id)
+            record_shard_id = ids[item.idempotency_key]
+            previous = current.get(record_shard_id)
             data = {**(previous or {}).get("structuredData", {}), **_iso(verdict.data)}
             if mapping.shard_type_name == OPPORTUNITY:
                 _opportunity_ml_fields(data, previous, now)
-            relationships = _relationships(
-                data, links, integration, message.tenant_id, message.integration_id
-            )
-            outcome = Outcome(item, "unchanged", shard_id, warnings=verdict.warnings)
-            pending = entries.get(item.idempotency_key)
+            relationships = _relationships(data, links)
+            outcome = Outcome(item, "unchanged", record_shard_id, warnings=verdict.warnings)
             if previous is not None and _same(previous, data, relationships):
-                if pending is not None:
-                    outcome.operation = str(pending.get("operation"))
-                    outcome.changed_fields = list(pending.get("changedFields") or [])
-                    outcome.changes = dict(pending.get("changes") or {})
+                last = previous.get("lastChange") or {}
+                if last.get("idempotencyKey") == item.idempotency_key:
+                    outcome.operation = str(last.get("operation"))
+                    outcome.changed_fields = list(last.get("changedFields") or [])
+                    outcome.changes = dict(last.get("changes") or {})
                     outcome.replayed = True
                 outcomes.append(outcome)
                 continue
             shard = {
-                "id": shard_id,
+                "id": record_shard_id,
                 "tenantId": message.tenant_id,
                 "shardTypeId": mapping.shard_type_id,
                 "shardTypeName": mapping.shard_type_name,
@@ -344,6 +332,12 @@ class CrmMappingProcessor:
                         if old.get(name) != data.get(name):
                             outcome.changed_fields.append(name)
                             outcome.changes[name] = {"old": old.get(name), "new": data.get(name)}
+            shard["lastChange"] = {
+                "idempotencyKey": item.idempotency_key,
+                "operation": outcome.operation,
+                "changedFields": outcome.changed_fields,
+                "changes": outcome.changes,
+            }
             outcomes.append(outcome)
         return outcomes
 
@@ -358,7 +352,6 @@ class CrmMappingProcessor:
         attempts: int = 1,
     ) -> None:
         written = [o for o in outcomes if o.shard is not None]
-        self._write_idempotency(written, "pending")
         if written:
             self._store.upsert_many(containers.SHARDS.name, [o.shard for o in written if o.shard])
         failures = [o for o in outcomes if o.operation == "failed"]
@@ -366,9 +359,9 @@ class CrmMappingProcessor:
         if message.sync_task_id:
             self._write_progress(message, [*settled, *outcomes])
         self._publish(message, outcomes)
-        self._write_idempotency(outcomes, "done")
+        self._write_idempotency(outcomes)
 
-    def _write_idempotency(self, outcomes: Sequence[Outcome], state: str) -> None:
+    def _write_idempotency(self, outcomes: Sequence[Outcome]) -> None:
         if not outcomes:
             return
         self._store.upsert_many(
@@ -377,7 +370,7 @@ class CrmMappingProcessor:
                 {
                     "id": o.item.idempotency_key,
                     "key": o.item.idempotency_key,
-                    "state": state,
+                    "state": "done",
                     "operation": o.operation,
                     "shardId": o.shard_id,
                     "changedFields": o.changed_fields,
@@ -611,41 +604,51 @@ def _opportunity_ml_fields(
         data["dealVelocity"] = round(max(0, len(history) - 1) * 30 / days_open, 4)
 
 
-def _relationships(
-    data: dict[str, Any],
-    links: Sequence[tuple[str, str, str]],
+@dataclass(frozen=True, slots=True)
+class _LinkPlan:
+    """One foreign key of a shard type, resolved once per message: where the target's
+    external id sits in the mapped data and how to turn it into the target shard's id."""
+
+    key: RelationshipKey
+    target_type: str
+    target_id: Callable[[str], str]
+
+
+def _link_plans(
+    keys: Sequence[RelationshipKey],
     integration: Any,
     tenant_id: str,
     integration_id: str,
-) -> list[dict[str, Any]]:
-    """Relationships from foreign keys in the mapped data (`accountId`, contact roles)."""
-    relationships: list[dict[str, Any]] = []
-    for relation_type, target_entity, path in links:
-        head, _, tail = path.partition("[].")
-        values = (
-            [row.get(tail) for row in data.get(head) or [] if isinstance(row, dict)]
-            if tail
-            else [data.get(head)]
-        )
+) -> list[_LinkPlan]:
+    plans = []
+    for key in keys:
         try:
-            target_type = integration.entity_mapping(target_entity).shard_type_name
+            target_type = integration.entity_mapping(key.target_entity_type).shard_type_name
         except PermanentError:
-            target_type = target_entity
-        for value in values:
-            if not isinstance(value, str) or not value:
-                continue
-            relationships.append(
-                {
-                    "type": relation_type,
-                    "targetShardId": deterministic_shard_id(
-                        tenant_id, integration_id, target_entity, value
-                    ),
-                    "targetShardTypeName": target_type,
-                    "externalId": value,
-                    "metadata": {"confidence": 100, "strategy": "explicit_reference"},
-                }
+            target_type = key.target_entity_type
+        plans.append(
+            _LinkPlan(
+                key,
+                target_type,
+                shard_id_factory(tenant_id, integration_id, key.target_entity_type),
             )
-    return relationships
+        )
+    return plans
 
 
-__all__ = ["CrmMappingProcessor", "ProcessResult", "ValidationError"]
+def _relationships(data: dict[str, Any], plans: Sequence[_LinkPlan]) -> list[dict[str, Any]]:
+    """Relationships from foreign keys in the mapped data (`accountId`, contact roles)."""
+    return [
+        {
+            "type": plan.key.relationship_type,
+            "targetShardId": plan.target_id(external_id),
+            "targetShardTypeName": plan.target_type,
+            "externalId": external_id,
+            "metadata": {"confidence": 100, "strategy": "explicit_reference"},
+        }
+        for plan in plans
+        for external_id in plan.key.external_ids(data)
+    ]
+
+
+__all__ = ["CrmMappingProcessor", "ProcessResult"]

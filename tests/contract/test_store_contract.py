@@ -67,6 +67,23 @@ def test_get_of_a_missing_document_returns_none(store: DocumentStore, run_id: st
     assert store.get(SHARDS.name, run_id, "missing") is None
 
 
+def test_get_many_reads_the_named_documents_across_partitions(
+    store: DocumentStore, run_id: str
+) -> None:
+    other = f"{run_id}-other"
+    store.upsert_many(
+        SHARDS.name,
+        [shard(run_id, "a", n=1), shard(run_id, "b", n=2), shard(other, "a", n=3)],
+    )
+    found = store.get_many(
+        SHARDS.name, [(run_id, "a"), (other, "a"), (run_id, "missing"), (run_id, "a")]
+    )
+    assert set(found) == {(run_id, "a"), (other, "a")}
+    assert found[(run_id, "a")]["n"] == 1
+    assert found[(other, "a")]["n"] == 3
+    assert store.get_many(SHARDS.name, []) == {}
+
+
 def test_upsert_inserts_then_replaces_with_a_new_etag(store: DocumentStore, run_id: str) -> None:
     first = store.upsert(SHARDS.name, shard(run_id, "a", stage="open", extra=1))
     second = store.upsert(SHARDS.name, shard(run_id, "a", stage="won"))

@@ -63,6 +63,7 @@ _TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _PATH = re.compile(r"[A-Za-z0-9_]+(?:\[\d+\])*(?:\.[A-Za-z0-9_]+(?:\[\d+\])*)*")
 _INT64 = (-(2**63), 2**63 - 1)
 _NOT_EXPIRED = "(expires_at IS NULL OR expires_at > :now)"
+_GET_MANY_CHUNK = 400
 _BAD_CONTINUATION = "invalid continuation token"
 _ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)  # built once: hot path
 
@@ -156,6 +157,30 @@ class SqliteDocumentStore:
                 {"pk": partition_key, "id": id, "now": self._clock()},
             ).fetchone()
         return None if row is None else json.loads(row[0])
+
+    def get_many(
+        self, container: str, keys: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], Document]:
+        self._spec(container)
+        conn = self._connection()
+        found: dict[tuple[str, str], Document] = {}
+        by_partition: dict[str, list[str]] = {}
+        for pk, id_ in dict.fromkeys(keys):
+            by_partition.setdefault(pk, []).append(id_)
+        now = self._clock()
+        for pk, ids in by_partition.items():
+            for start in range(0, len(ids), _GET_MANY_CHUNK):
+                chunk = ids[start : start + _GET_MANY_CHUNK]
+                marks = ", ".join("?" for _ in chunk)
+                with sqlite_errors(container):
+                    rows = conn.execute(
+                        f'SELECT id, doc FROM "{container}" WHERE pk = ? AND id IN ({marks}) '
+                        "AND (expires_at IS NULL OR expires_at > ?)",
+                        [pk, *chunk, now],
+                    ).fetchall()
+                for id_, doc in rows:
+                    found[(pk, id_)] = json.loads(doc)
+        return found
 
     def query(
         self,
