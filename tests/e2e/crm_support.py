@@ -12,17 +12,21 @@ from typing import Any
 from core import containers
 from core.adapters.local.sqlite_bus import SqliteBus
 from core.adapters.local.sqlite_store import SqliteDocumentStore
+from core.config import Settings
 from core.integrations.repository import IntegrationRepository
 from core.messaging import topology
 from core.messaging.topology import TOPOLOGY, SubscriptionSpec, TopicSpec, subscription_path
+from core.models import crm_events
 from core.models.events import decode_envelope
 from core.models.integration import ConnectionConfig, SyncConfig, SyncExecution, TenantIntegration
-from core.ports import Filter
+from core.models.shards import deterministic_shard_id
+from core.ports import DocumentStore, Filter
 from core.providers.registry import default_custom_transforms, default_entity_mappings
-from core.runtime import SystemClock
+from core.runtime import Runtime, SystemClock
 from core.sync.executions import SyncExecutions
 
 OBSERVER = "test-observer"
+ENTITY_TYPES = ("Opportunity", "Account", "Contact", "Lead")
 TENANT = "tenant-e2e"
 INTEGRATION = "crm-e2e"
 
@@ -33,11 +37,27 @@ def add_observers(bus: SqliteBus) -> None:
 
 
 class CrmWorld:
-    def __init__(self, data_dir: Path, source_dir: Path) -> None:
+    """The test's view of what the host works on: the same store (SQLite file, or the
+    server named in `env`) and the same local bus file."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        source_dir: Path,
+        *,
+        env: dict[str, str] | None = None,
+        tenant: str = TENANT,
+    ) -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
         self.data_dir = data_dir
         self.source_dir = source_dir
-        self.store = SqliteDocumentStore(data_dir / "store.sqlite")
+        self.env = env or {}
+        self.tenant = tenant
+        self.store: DocumentStore = (
+            Runtime(Settings(**self.env, DATA_DIR=data_dir)).store  # type: ignore[arg-type]
+            if self.env
+            else SqliteDocumentStore(data_dir / "store.sqlite")
+        )
         self.bus = SqliteBus(data_dir / "bus.sqlite")
         self.executions = SyncExecutions(self.store, self.bus, SystemClock())
         self.events: list[Any] = []
@@ -49,7 +69,7 @@ class CrmWorld:
     def create_integration(self) -> TenantIntegration:
         integration = TenantIntegration(
             id=INTEGRATION,
-            tenant_id=TENANT,
+            tenant_id=self.tenant,
             integration_type_id="files",
             name="e2e files",
             connection=ConnectionConfig(
@@ -61,10 +81,10 @@ class CrmWorld:
         return IntegrationRepository(self.store).create(integration)
 
     def sync(self, mode: str = "full", timeout: float = 180) -> SyncExecution:
-        execution = self.executions.request(TENANT, INTEGRATION, mode=mode)  # type: ignore[arg-type]
+        execution = self.executions.request(self.tenant, INTEGRATION, mode=mode)  # type: ignore[arg-type]
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            current = self.executions.get(TENANT, execution.id)
+            current = self.executions.get(self.tenant, execution.id)
             if current.status in ("completed", "partial", "failed"):
                 return current
             time.sleep(0.2)
@@ -99,13 +119,83 @@ class CrmWorld:
         for name in ("Opportunity", "Account", "Contact", "Lead"):
             counts[name] = self.store.count(
                 containers.SHARDS.name,
-                partition_key=TENANT,
+                partition_key=self.tenant,
                 filters=[Filter("shardTypeName", "==", name)],
             )
         return counts
 
     def close(self) -> None:
         self.bus.close()
+
+
+OPEN_STAGES = ("Prospecting", "Qualification", "Needs Analysis", "Value Proposition")
+
+
+def _types(events: list[Any]) -> Counter[str]:
+    return Counter(event.type for event in events)
+
+
+def check_sync_resync_and_a_stage_change(world: CrmWorld) -> None:
+    """Acceptance: every record becomes one shard with mapped fields and relationships;
+    a full re-sync changes nothing and emits no opportunity events; one stage change at
+    the source gives exactly one `integration.opportunity.updated` with ["stage"]."""
+    source = world.source_dir
+    records = {name: read_ndjson(source / f"{name}.ndjson") for name in ENTITY_TYPES}
+    opportunities = records["Opportunity"]
+    total = sum(len(rows) for rows in records.values())
+
+    first = world.sync()
+    assert first.status == "completed", first.model_dump()
+    assert first.counters.total == total
+    assert first.counters.created == total
+    assert first.counters.processed == total
+    assert world.shard_counts() == Counter({name: len(rows) for name, rows in records.items()})
+    sample = opportunities[0]
+    shard = world.store.get(
+        containers.SHARDS.name,
+        world.tenant,
+        deterministic_shard_id(world.tenant, INTEGRATION, "Opportunity", sample["Id"]),
+    )
+    assert shard is not None
+    assert shard["structuredData"]["name"] == sample["Name"]
+    assert shard["structuredData"]["stage"] == sample["StageName"]
+    account_link = [r for r in shard["relationships"] if r["type"] == "account"]
+    assert account_link[0]["targetShardId"] == deterministic_shard_id(
+        world.tenant, INTEGRATION, "Account", sample["AccountId"]
+    )
+    world.wait_for_events(crm_events.SYNC_COMPLETED, 1)
+    world.wait_for_events(crm_events.OPPORTUNITY_CREATED, len(opportunities))
+    assert _types(world.events)[crm_events.SHARD_CREATED] == total
+
+    world.events.clear()
+    second = world.sync(mode="full")
+    assert second.status == "completed"
+    assert second.counters.unchanged == total
+    assert second.counters.created == second.counters.updated == 0
+    world.wait_for_events(crm_events.SYNC_COMPLETED, 1)
+    seen = _types(world.events)
+    assert seen[crm_events.OPPORTUNITY_UPDATED] == 0
+    assert seen[crm_events.OPPORTUNITY_CREATED] == 0
+    assert seen[crm_events.OPPORTUNITIES_UPDATED_BATCH] == 0
+    assert seen[crm_events.SHARD_UPDATED] == seen[crm_events.SHARD_CREATED] == 0
+
+    target = next(o for o in opportunities if o["StageName"] in OPEN_STAGES)
+    new_stage = next(s for s in OPEN_STAGES if s != target["StageName"])
+    latest = max(o["LastModifiedDate"] for o in opportunities)
+    target["StageName"] = new_stage
+    target["LastModifiedDate"] = latest.replace(latest[:4], str(int(latest[:4]) + 1), 1)
+    write_ndjson(source / "Opportunity.ndjson", opportunities)
+    world.events.clear()
+    third = world.sync(mode="incremental")
+    assert third.status == "completed"
+    assert third.counters.total == 1
+    assert third.counters.updated == 1
+    world.wait_for_events(crm_events.SYNC_COMPLETED, 1)
+    updates = [e for e in world.events if e.type == crm_events.OPPORTUNITY_UPDATED]
+    assert len(updates) == 1
+    assert updates[0].data["changedFields"] == ["stage"]
+    assert updates[0].data["externalId"] == target["Id"]
+    assert updates[0].correlation_id == third.correlation_id
 
 
 def read_ndjson(path: Path) -> list[dict[str, Any]]:

@@ -10,15 +10,19 @@ import pytest
 from core import containers
 from core.messaging import topology
 from core.models import crm_events
-from core.models.shards import deterministic_shard_id
 from core.ports import Filter
 from samples.demo.generate import generate
 from tests.e2e.conftest import wait_for
-from tests.e2e.crm_support import INTEGRATION, TENANT, CrmWorld, read_ndjson, write_ndjson
+from tests.e2e.crm_support import (
+    INTEGRATION,
+    TENANT,
+    CrmWorld,
+    check_sync_resync_and_a_stage_change,
+    read_ndjson,
+    write_ndjson,
+)
 
 pytestmark = pytest.mark.e2e
-
-OPEN_STAGES = ("Prospecting", "Qualification", "Needs Analysis", "Value Proposition")
 
 
 @pytest.fixture
@@ -38,73 +42,10 @@ def _types(events) -> Counter[str]:
 
 
 def test_sync_resync_and_a_stage_change(world):
-    source = world.source_dir
-    opportunities = read_ndjson(source / "Opportunity.ndjson")
-    accounts = read_ndjson(source / "Account.ndjson")
-    contacts = read_ndjson(source / "Contact.ndjson")
-    leads = read_ndjson(source / "Lead.ndjson")
-    total = len(opportunities) + len(accounts) + len(contacts) + len(leads)
-    assert len(opportunities) >= 2000
-    assert len(accounts) >= 500
-    assert len(contacts) >= 3000
-
-    first = world.sync()
-    assert first.status == "completed", first.model_dump()
-    assert first.counters.total == total
-    assert first.counters.created == total
-    assert first.counters.processed == total
-    assert world.shard_counts() == Counter(
-        Opportunity=len(opportunities),
-        Account=len(accounts),
-        Contact=len(contacts),
-        Lead=len(leads),
-    )
-    sample = opportunities[0]
-    shard = world.store.get(
-        containers.SHARDS.name,
-        TENANT,
-        deterministic_shard_id(TENANT, INTEGRATION, "Opportunity", sample["Id"]),
-    )
-    assert shard is not None
-    assert shard["structuredData"]["name"] == sample["Name"]
-    assert shard["structuredData"]["stage"] == sample["StageName"]
-    account_link = [r for r in shard["relationships"] if r["type"] == "account"]
-    assert account_link[0]["targetShardId"] == deterministic_shard_id(
-        TENANT, INTEGRATION, "Account", sample["AccountId"]
-    )
-    world.wait_for_events(crm_events.SYNC_COMPLETED, 1)
-    world.wait_for_events(crm_events.OPPORTUNITY_CREATED, len(opportunities))
-    assert _types(world.events)[crm_events.SHARD_CREATED] == total
-
-    world.events.clear()
-    second = world.sync(mode="full")
-    assert second.status == "completed"
-    assert second.counters.unchanged == total
-    assert second.counters.created == second.counters.updated == 0
-    world.wait_for_events(crm_events.SYNC_COMPLETED, 1)
-    seen = _types(world.events)
-    assert seen[crm_events.OPPORTUNITY_UPDATED] == 0
-    assert seen[crm_events.OPPORTUNITY_CREATED] == 0
-    assert seen[crm_events.OPPORTUNITIES_UPDATED_BATCH] == 0
-    assert seen[crm_events.SHARD_UPDATED] == seen[crm_events.SHARD_CREATED] == 0
-
-    target = next(o for o in opportunities if o["StageName"] in OPEN_STAGES)
-    new_stage = next(s for s in OPEN_STAGES if s != target["StageName"])
-    latest = max(o["LastModifiedDate"] for o in opportunities)
-    target["StageName"] = new_stage
-    target["LastModifiedDate"] = latest.replace(latest[:4], str(int(latest[:4]) + 1), 1)
-    write_ndjson(source / "Opportunity.ndjson", opportunities)
-    world.events.clear()
-    third = world.sync(mode="incremental")
-    assert third.status == "completed"
-    assert third.counters.total == 1
-    assert third.counters.updated == 1
-    world.wait_for_events(crm_events.SYNC_COMPLETED, 1)
-    updates = [e for e in world.events if e.type == crm_events.OPPORTUNITY_UPDATED]
-    assert len(updates) == 1
-    assert updates[0].data["changedFields"] == ["stage"]
-    assert updates[0].data["externalId"] == target["Id"]
-    assert updates[0].correlation_id == third.correlation_id
+    assert len(read_ndjson(world.source_dir / "Opportunity.ndjson")) >= 2000
+    assert len(read_ndjson(world.source_dir / "Account.ndjson")) >= 500
+    assert len(read_ndjson(world.source_dir / "Contact.ndjson")) >= 3000
+    check_sync_resync_and_a_stage_change(world)
 
 
 def test_malformed_records_are_quarantined_and_the_sync_is_partial(tmp_path, start_host):
