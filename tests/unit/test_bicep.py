@@ -564,7 +564,9 @@ def test_cosmos_containers_match_store_containers() -> None:
     assert not problems, "\n".join(problems)
     loop = cosmos.resource("Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers")
     assert loop.loop_source == "containers"
-    assert loop.body["properties"]["resource"]["indexingPolicy"]["indexingMode"] == "consistent"
+    assert loop.body["properties"]["resource"]["indexingPolicy"].text == (
+        "indexingPolicies[container.name]"
+    ), "each container takes its generated indexing policy"
 
 
 # --- security posture ----------------------------------------------------------------
@@ -813,3 +815,17 @@ def test_binding_checks_report_undeclared_entities_and_connections() -> None:
         "unknown_container (blobTrigger blob): "
         "blob container of 'uploads/{name}' not in storage.bicep",
     ]
+
+
+def test_cosmos_indexing_policies_are_the_stores_own() -> None:
+    """The composite indexes the Cosmos store's ORDER BY paging needs exist in Azure too."""
+    from core.adapters.azure.cosmos_store import indexing_policies
+
+    generated = json.loads((BICEP_DIR / "modules" / "cosmos-indexing.json").read_text())
+    assert generated == indexing_policies(), (
+        "run `python -m core.adapters.azure.cosmos_store` to regenerate cosmos-indexing.json"
+    )
+    assert (
+        "loadJsonContent('cosmos-indexing.json')"
+        in (BICEP_DIR / "modules" / "cosmos.bicep").read_text()
+    )

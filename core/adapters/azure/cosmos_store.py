@@ -41,7 +41,7 @@ import json
 import re
 import threading
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -270,6 +270,36 @@ class _Params:
         return name
 
 
+def composite_keys(spec: ContainerSpec, order_by_paths: Iterable[str]) -> list[list[str]]:
+    keys = [[spec.partition_field, "id"], ["id", spec.partition_field]]
+    for path in sorted(order_by_paths):
+        order = _sort_keys(spec, path)
+        if order not in keys:
+            keys.append(order)
+    return keys
+
+
+def indexing_policy(spec: ContainerSpec, order_by_paths: Iterable[str]) -> dict[str, Any]:
+    """Everything indexed but raw payloads, plus the composite indexes paging needs. The
+    Bicep loads the same policies from `infra/bicep/modules/cosmos-indexing.json`, which
+    `python -m core.adapters.azure.cosmos_store` writes (a test keeps them equal)."""
+    composites = []
+    for keys in composite_keys(spec, order_by_paths):
+        for order in ("ascending", "descending"):
+            composites.append([{"path": _index_path(key), "order": order} for key in keys])
+    return {
+        "indexingMode": "consistent",
+        "automatic": True,
+        "includedPaths": [{"path": "/*"}],
+        "excludedPaths": [{"path": path} for path in EXCLUDED_INDEX_PATHS],
+        "compositeIndexes": composites,
+    }
+
+
+def indexing_policies() -> dict[str, dict[str, Any]]:
+    return {spec.name: indexing_policy(spec, ORDER_BY_PATHS[spec.name]) for spec in CONTAINERS}
+
+
 class CosmosDocumentStore:
     """`DocumentStore` on one Cosmos DB database (see the module docstring)."""
 
@@ -344,26 +374,10 @@ class CosmosDocumentStore:
         return container
 
     def indexing_policy(self, spec: ContainerSpec) -> dict[str, Any]:
-        """Everything indexed but raw payloads, plus the composite indexes paging needs."""
-        composites = []
-        for keys in self._composite_keys(spec):
-            for order in ("ascending", "descending"):
-                composites.append([{"path": _index_path(key), "order": order} for key in keys])
-        return {
-            "indexingMode": "consistent",
-            "automatic": True,
-            "includedPaths": [{"path": "/*"}],
-            "excludedPaths": [{"path": path} for path in EXCLUDED_INDEX_PATHS],
-            "compositeIndexes": composites,
-        }
+        return indexing_policy(spec, self._order_by_paths[spec.name])
 
     def _composite_keys(self, spec: ContainerSpec) -> list[list[str]]:
-        keys = [[spec.partition_field, "id"], ["id", spec.partition_field]]
-        for path in sorted(self._order_by_paths[spec.name]):
-            order = _sort_keys(spec, path)
-            if order not in keys:
-                keys.append(order)
-        return keys
+        return composite_keys(spec, self._order_by_paths[spec.name])
 
     def _container(self, name: str) -> tuple[ContainerSpec, ContainerProxy]:
         spec = self._specs.get(name)
@@ -931,3 +945,12 @@ def _decode_token(token: str, fingerprint: str, key_length: int, container: str)
     ):
         raise PermanentError(_BAD_CONTINUATION, resource=container)
     return key
+
+
+if __name__ == "__main__":
+    import json
+    from pathlib import Path
+
+    target = Path(__file__).resolve().parents[3] / "infra/bicep/modules/cosmos-indexing.json"
+    target.write_text(json.dumps(indexing_policies(), indent=2) + "\n")
+    print(f"wrote {target}")

@@ -72,22 +72,10 @@ var containers = [
   }
 ]
 
-// Consistent indexing of every path (queries filter on tenant, shard type, external
-// ids and linking keys); the system etag is never queried.
-var indexingPolicy = {
-  indexingMode: 'consistent'
-  automatic: true
-  includedPaths: [
-    {
-      path: '/*'
-    }
-  ]
-  excludedPaths: [
-    {
-      path: '/"_etag"/?'
-    }
-  ]
-}
+// Per container: consistent indexing of every path but raw payloads and the etag, plus
+// the composite indexes the store's ORDER BY paging needs. Generated from the code by
+// `python -m core.adapters.azure.cosmos_store`; tests/unit/test_bicep.py keeps them equal.
+var indexingPolicies = loadJsonContent('cosmos-indexing.json')
 
 resource account 'Microsoft.DocumentDB/databaseAccounts@2024-11-15' = {
   name: accountName
@@ -140,7 +128,7 @@ resource containerResources 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/
           version: 2
         }
         defaultTtl: container.defaultTtl
-        indexingPolicy: indexingPolicy
+        indexingPolicy: indexingPolicies[container.name]
       }
     }
   }
