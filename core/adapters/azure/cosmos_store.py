@@ -34,9 +34,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
 import json
 import re
 import threading
@@ -58,6 +55,7 @@ from azure.cosmos.exceptions import CosmosClientTimeoutError, CosmosHttpResponse
 
 from core.config import Settings
 from core.containers import CONTAINERS
+from core.continuation import decode_token, encode_token, fingerprint
 from core.errors import (
     AuthError,
     ConflictError,
@@ -99,7 +97,6 @@ _SYSTEM_FIELDS = ("_rid", "_self", "_attachments")
 _PATH = re.compile(r"[A-Za-z0-9_]+(?:\[\d+\])*(?:\.[A-Za-z0-9_]+(?:\[\d+\])*)*")
 _SEGMENT = re.compile(r"([A-Za-z0-9_]+)((?:\[\d+\])*)")
 _INT64 = (-(2**63), 2**63 - 1)
-_BAD_CONTINUATION = "invalid continuation token"
 _ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 _RETRY_AFTER_HEADER = "x-ms-retry-after-ms"
 _OWNER_RESOURCE_NOT_FOUND = 1003
@@ -420,10 +417,10 @@ class CosmosDocumentStore:
         params = _Params()
         clauses = self._where(spec, partition_key, filters, params)
         keys = self._order_keys(spec, order_by)
-        fingerprint = _fingerprint(container, clauses, params.values, order_by, descending)
+        query_id = fingerprint(container, clauses, params.values, order_by, descending)
         ranked = order_by is not None
         if continuation is not None:
-            last = _decode_token(continuation, fingerprint, len(keys) + int(ranked), container)
+            last = decode_token(continuation, query_id, len(keys) + int(ranked), container)
             clauses.append(_after(spec, keys, last, ranked, descending, params))
         direction = "DESC" if descending else "ASC"
         order = ", ".join(f"{_ref(spec, key)} {direction}" for key in keys)
@@ -432,7 +429,7 @@ class CosmosDocumentStore:
         page = [_public(item) for item in items[:limit]]
         token = None
         if len(items) > limit:
-            token = _encode_token(_key_of(spec, keys, items[limit - 1], ranked), fingerprint)
+            token = encode_token(_key_of(spec, keys, items[limit - 1], ranked), query_id)
         return Page(items=page, continuation=token)
 
     def count(
@@ -905,46 +902,6 @@ def _after(
 
 def _where_sql(clauses: list[str]) -> str:
     return f" WHERE {' AND '.join(clauses)}" if clauses else ""
-
-
-def _fingerprint(
-    container: str,
-    clauses: list[str],
-    params: list[dict[str, Any]],
-    order_by: str | None,
-    descending: bool,
-) -> str:
-    shape = json.dumps([container, clauses, params, order_by, descending], sort_keys=True)
-    return hashlib.sha256(shape.encode()).hexdigest()
-
-
-def _check(key_text: str, fingerprint: str) -> str:
-    return hashlib.sha256(f"{fingerprint}|{key_text}".encode()).hexdigest()[:24]
-
-
-def _encode_token(key: list[Any], fingerprint: str) -> str:
-    key_text = json.dumps(key, separators=(",", ":"))
-    payload = json.dumps({"k": key, "c": _check(key_text, fingerprint)}, separators=(",", ":"))
-    return base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
-
-
-def _decode_token(token: str, fingerprint: str, key_length: int, container: str) -> list[Any]:
-    try:
-        raw = base64.b64decode(token + "=" * (-len(token) % 4), altchars=b"-_", validate=True)
-        payload = json.loads(raw)
-    except (binascii.Error, UnicodeDecodeError, ValueError, TypeError) as exc:
-        raise PermanentError(_BAD_CONTINUATION, resource=container) from exc
-    if not isinstance(payload, dict) or set(payload) != {"k", "c"}:
-        raise PermanentError(_BAD_CONTINUATION, resource=container)
-    key = payload["k"]
-    if (
-        not isinstance(key, list)
-        or len(key) != key_length
-        or not all(isinstance(part, str) for part in key[-2:])
-        or payload["c"] != _check(json.dumps(key, separators=(",", ":")), fingerprint)
-    ):
-        raise PermanentError(_BAD_CONTINUATION, resource=container)
-    return key
 
 
 if __name__ == "__main__":

@@ -30,9 +30,6 @@ stable paging) without a server, so this adapter reproduces those rules on SQLit
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
 import json
 import logging
 import os
@@ -48,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from core.containers import CONTAINERS
+from core.continuation import decode_token, encode_token, fingerprint
 from core.errors import ConflictError, NotFoundError, PermanentError, TransientError
 from core.ports import ContainerSpec, Document, Filter, Page
 
@@ -64,7 +62,6 @@ _PATH = re.compile(r"[A-Za-z0-9_]+(?:\[\d+\])*(?:\.[A-Za-z0-9_]+(?:\[\d+\])*)*")
 _INT64 = (-(2**63), 2**63 - 1)
 _NOT_EXPIRED = "(expires_at IS NULL OR expires_at > :now)"
 _GET_MANY_CHUNK = 400
-_BAD_CONTINUATION = "invalid continuation token"
 _ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)  # built once: hot path
 
 Scalar = str | int | float | bool | None
@@ -201,7 +198,7 @@ class SqliteDocumentStore:
             )
         params = _Params()
         where = self._where(spec, partition_key, filters, params)
-        fingerprint = _fingerprint(container, where, params.values, order_by, descending)
+        query_id = fingerprint(container, where, params.values, order_by, descending)
         direction, after = ("DESC", "<") if descending else ("ASC", ">")
         if order_by is None:
             key_columns = ["pk", "id"]
@@ -221,7 +218,13 @@ class SqliteDocumentStore:
             )
         keyset = "1"
         if continuation is not None:
-            last_key = _decode_token(continuation, fingerprint, len(key_columns), container)
+            last_key = decode_token(
+                continuation,
+                query_id,
+                len(key_columns),
+                container,
+                part_ok=lambda part: isinstance(part, str | int | float),
+            )
             bound = ", ".join(params.bind(value) for value in last_key)
             keyset = f"({', '.join(key_columns)}) {after} ({bound})"
         order = ", ".join(f"{column} {direction}" for column in key_columns)
@@ -233,7 +236,7 @@ class SqliteDocumentStore:
         with sqlite_errors(container):
             rows = conn.execute(sql, {**params.values, "now": self._clock()}).fetchall()
         items = [json.loads(row[0]) for row in rows[:limit]]
-        token = _encode_token(list(rows[limit - 1][1:]), fingerprint) if len(rows) > limit else None
+        token = encode_token(list(rows[limit - 1][1:]), query_id) if len(rows) > limit else None
         return Page(items=items, continuation=token)
 
     def count(
@@ -684,41 +687,3 @@ def _compile_filter(spec: ContainerSpec, condition: Filter, params: _Params) -> 
 
 
 # -------------------------------------------------------------------- continuation tokens
-
-
-def _fingerprint(
-    container: str, where: str, params: Mapping[str, Any], order_by: str | None, descending: bool
-) -> str:
-    """Identifies the query a token belongs to; a token from another query is refused."""
-    shape = json.dumps([container, where, params, order_by, descending], sort_keys=True)
-    return hashlib.sha256(shape.encode()).hexdigest()
-
-
-def _check(key_text: str, fingerprint: str) -> str:
-    return hashlib.sha256(f"{fingerprint}|{key_text}".encode()).hexdigest()[:24]
-
-
-def _encode_token(key: list[Any], fingerprint: str) -> str:
-    key_text = json.dumps(key, separators=(",", ":"))
-    payload = json.dumps({"k": key, "c": _check(key_text, fingerprint)}, separators=(",", ":"))
-    return base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
-
-
-def _decode_token(token: str, fingerprint: str, key_length: int, container: str) -> list[Any]:
-    try:
-        raw = base64.b64decode(token + "=" * (-len(token) % 4), altchars=b"-_", validate=True)
-        payload = json.loads(raw)
-    except (binascii.Error, UnicodeDecodeError, ValueError, TypeError) as exc:
-        raise PermanentError(_BAD_CONTINUATION, resource=container) from exc
-    if not isinstance(payload, dict) or set(payload) != {"k", "c"}:
-        raise PermanentError(_BAD_CONTINUATION, resource=container)
-    key = payload["k"]
-    if (
-        not isinstance(key, list)
-        or len(key) != key_length
-        or not all(isinstance(part, str) for part in key[-2:])
-        or not all(isinstance(part, str | int | float) for part in key)
-        or payload["c"] != _check(json.dumps(key, separators=(",", ":")), fingerprint)
-    ):
-        raise PermanentError(_BAD_CONTINUATION, resource=container)
-    return key
