@@ -3,7 +3,10 @@
 An adapter reads one provider's records per entity type, page by page, in the provider's
 own shape (`rawData`); mapping them onto shards is the CRM mapping processor's job.
 Adapters raise the port errors of `core.errors`: `TransientError` (retry later),
-`PermanentError` (bad config or data; retrying cannot help) and `AuthError`.
+`PermanentError` (bad config or data; retrying cannot help) and `AuthError`, plus
+`DailyLimitReached` (a TransientError) when the provider's allowance for the day is spent.
+CRM adapters also describe their entity types' fields (`DescribableAdapter`) for the
+mapping API.
 """
 
 from __future__ import annotations
@@ -11,6 +14,14 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
+
+from core.errors import TransientError
+
+
+class DailyLimitReached(TransientError):  # noqa: N818 - the name other modules import
+    """The integration's daily API allowance is spent. Not a failure: the sync worker ends
+    the run `partial` and the next run resumes from the stored cursor. `retry_after` is the
+    seconds until the allowance resets, when known."""
 
 
 @dataclass(frozen=True)
@@ -39,6 +50,37 @@ class ProviderAdapter(Protocol):
     def external_id(self, entity_type: str, record: Mapping[str, Any]) -> str:
         """The record's id in the provider; PermanentError naming the entity type and the
         record when it has none."""
+        ...
+
+
+@dataclass(frozen=True)
+class ExternalField:
+    """A field of a provider's entity type as the mapping API offers it: `name` is the
+    source path in `rawData` (what a field mapping's `source` names), `type` the
+    provider's own type name."""
+
+    name: str
+    label: str
+    type: str
+    nullable: bool = True
+    custom: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "label": self.label,
+            "type": self.type,
+            "nullable": self.nullable,
+            "custom": self.custom,
+        }
+
+
+class DescribableAdapter(ProviderAdapter, Protocol):
+    """An adapter that can list an entity type's fields (field discovery for mappings)."""
+
+    def describe(self, entity_type: str) -> list[ExternalField]:
+        """The entity type's fields, in the provider's order; NotFoundError when the
+        provider has no such entity type."""
         ...
 
 
