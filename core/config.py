@@ -55,12 +55,17 @@ class Settings(BaseSettings):
 
     # --- messaging -----------------------------------------------------------------------
     message_inline_limit_bytes: int = Field(192 * 1024, gt=0, alias="MESSAGE_INLINE_LIMIT_BYTES")
+    webhook_rate_per_second: float = Field(100.0, gt=0, alias="WEBHOOK_RATE_PER_SECOND")
+    webhook_rate_burst: int = Field(200, ge=1, alias="WEBHOOK_RATE_BURST")
 
     # --- processing ----------------------------------------------------------------------
     validation_mode: Literal["strict", "lenient", "audit"] = Field(
         "strict", alias="VALIDATION_MODE"
     )
-    crm_batch_concurrency: int = Field(10, ge=1, le=64, alias="CRM_BATCH_CONCURRENCY")
+
+    # --- sync ----------------------------------------------------------------------------
+    scheduler_backpressure_depth: int = Field(10_000, ge=1, alias="SCHEDULER_BACKPRESSURE_DEPTH")
+    sync_cursor_overlap_seconds: int = Field(300, ge=0, alias="SYNC_CURSOR_OVERLAP_SECONDS")
 
     # --- local host ----------------------------------------------------------------------
     local_concurrency: int = Field(4, ge=1, alias="LOCAL_CONCURRENCY")

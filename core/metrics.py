@@ -32,6 +32,33 @@ MESSAGES_DEAD_LETTERED = Counter(
     ["entity", "reason"],
     registry=REGISTRY,
 )
+WEBHOOKS_RECEIVED = Counter(
+    "webhooks_received",
+    "Webhook deliveries by scheme and outcome (accepted, duplicate, handshake, rejected, ...)",
+    ["provider", "outcome"],
+    registry=REGISTRY,
+)
+WEBHOOKS_REJECTED = Counter(
+    "webhooks_rejected",
+    "Webhook deliveries refused by their scheme, by reason",
+    ["provider", "reason"],
+    registry=REGISTRY,
+)
+WEBHOOK_EVENTS = Counter(
+    "webhook_events",
+    "Events of accepted webhook deliveries by what became of them",
+    ["provider", "outcome"],
+    registry=REGISTRY,
+)
+SCHEDULER_SKIPPED = Counter(
+    "scheduler_skipped",
+    "Scheduler ticks (backpressure) or due syncs (error) that enqueued nothing",
+    ["reason"],
+    registry=REGISTRY,
+)
+SYNCS_SCHEDULED = Counter(
+    "syncs_scheduled", "Syncs the scheduler enqueued, by mode", ["mode"], registry=REGISTRY
+)
 
 
 class BusDepthCollector(Collector):

@@ -11,11 +11,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from core import telemetry
+from core.adapters.azure.telemetry import configure_telemetry
 from core.api.auth import TokenVerifier, build_verifier
 from core.config import Settings, get_settings
 from core.integrations.repository import IntegrationConfigCache, IntegrationRepository
@@ -23,7 +25,9 @@ from core.models.shard_types import ensure_shard_types
 from core.ports import BlobStore, Bus, DocumentStore, SecretStore
 from core.processing.crm import CrmMappingProcessor
 from core.sync.executions import SyncExecutions
+from core.sync.scheduler import SyncScheduler
 from core.sync.worker import SyncWorker
+from core.webhooks.receiver import WebhookReceiver
 
 
 class SystemClock:
@@ -109,17 +113,48 @@ class Runtime:
             self.clock,
             self.integration_cache,
             validation_mode=self.settings.validation_mode,
-            batch_concurrency=self.settings.crm_batch_concurrency,
         )
 
     @cached_property
     def sync_worker(self) -> SyncWorker:
-        return SyncWorker(self.store, self.bus, self.secrets, self.clock)
+        return SyncWorker(
+            self.store,
+            self.bus,
+            self.secrets,
+            self.clock,
+            cursor_overlap=timedelta(seconds=self.settings.sync_cursor_overlap_seconds),
+        )
+
+    @cached_property
+    def sync_scheduler(self) -> SyncScheduler:
+        return SyncScheduler(
+            self.store,
+            self.bus,
+            self.clock,
+            backpressure_depth=self.settings.scheduler_backpressure_depth,
+        )
+
+    @cached_property
+    def webhook_receiver(self) -> WebhookReceiver:
+        """One per process: it holds the registration cache, rate buckets and health tally."""
+        return WebhookReceiver(
+            self.store,
+            self.bus,
+            self.blobs,
+            self.secrets,
+            self.clock,
+            self.executions,
+            inline_limit_bytes=self.settings.message_inline_limit_bytes,
+            rate_per_second=self.settings.webhook_rate_per_second,
+            rate_burst=self.settings.webhook_rate_burst,
+        )
 
     def startup(self) -> None:
         """Start-up work that must succeed before messages are processed: the shard types
         (ShardTypeSetupError after 3 attempts, so start-up fails loudly)."""
         ensure_shard_types(self.store, self.clock)
+        if configure_telemetry(self.settings):
+            telemetry.watch_queue_depth(lambda: self.bus)
 
     def probes(self) -> dict[str, Callable[[], None]]:
         """Each dependency's readiness probe, by name (for `/api/ready`)."""

@@ -1,4 +1,5 @@
-"""The CRM data flow: sync tasks, raw record mapping, sync tracking, sync timeouts."""
+"""The CRM data flow: sync scheduling, sync tasks, raw record mapping, sync tracking,
+sync timeouts."""
 
 from __future__ import annotations
 
@@ -47,6 +48,7 @@ def crm_mapping(msg: func.ServiceBusMessage) -> None:
         inbound(msg),
         entity=topology.INTEGRATION_DATA_RAW,
         bus=runtime.bus,
+        blobs=runtime.blobs,
         handler=lambda envelope, attempt: processor.process(envelope, attempt=attempt),
         give_up=processor.quarantine_message,
     )
@@ -78,3 +80,8 @@ def sync_tracking(msgs: list[func.ServiceBusMessage]) -> None:
 @bp.timer_trigger(schedule="0 * * * * *", arg_name="timer", run_on_startup=False)
 def sync_timeouts(timer: func.TimerRequest) -> None:
     get_runtime().executions.time_out_stale()
+
+
+@bp.timer_trigger(schedule="0 * * * * *", arg_name="timer", run_on_startup=False)
+def sync_scheduler(timer: func.TimerRequest) -> None:
+    get_runtime().sync_scheduler.run()

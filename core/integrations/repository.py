@@ -11,6 +11,7 @@ instance takes effect with the next sync without waiting for the TTL.
 from __future__ import annotations
 
 import builtins
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -26,6 +27,8 @@ from core.models.shards import structured_data_model
 from core.ports import DocumentStore, Filter, Page
 
 CONFIG_CACHE_TTL_SECONDS = 600.0
+
+log = logging.getLogger(__name__)
 
 
 class IntegrationRepository:
@@ -67,7 +70,16 @@ class IntegrationRepository:
                 limit=500,
                 continuation=continuation,
             )
-            found.extend(TenantIntegration.model_validate(doc) for doc in page.items)
+            for doc in page.items:
+                try:
+                    found.append(TenantIntegration.model_validate(doc))
+                except ValidationError as exc:
+                    log.error(
+                        "skipping invalid stored integration %s of tenant %s: %s",
+                        doc.get("id"),
+                        doc.get("tenantId"),
+                        exc,
+                    )
             if page.continuation is None:
                 return found
             continuation = page.continuation

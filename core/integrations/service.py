@@ -50,6 +50,7 @@ from core.models.integration import (
     FieldMapping,
     SyncConfig,
     SyncFilter,
+    SyncFrequency,
     TenantIntegration,
     _credential_like_keys,
 )
@@ -63,7 +64,12 @@ from core.providers.registry import (
     default_entity_mappings,
 )
 
-AUTH_TYPES: dict[str, AuthType] = {"files": "custom", "salesforce": "oauth2"}
+AUTH_TYPES: dict[str, AuthType] = {
+    "files": "custom",
+    "salesforce": "oauth2",
+    "hubspot": "oauth2",
+    "dynamics": "oauth2",
+}
 """How each known provider signs in; `files` reads a local directory and needs nothing."""
 
 JsonPath = tuple[str | int, ...]
@@ -169,6 +175,7 @@ class FieldMappingsUpdate(ConfigModel):
     enabled: bool | None = None
     field_mappings: list[FieldMapping]
     filters: list[SyncFilter] | None = None
+    frequency: SyncFrequency | None = None
     custom_fields: list[str] = Field(default_factory=list)
 
 
@@ -589,6 +596,7 @@ class IntegrationService:
                 custom_fields=request.custom_fields,
                 enabled=request.enabled,
                 filters=request.filters,
+                frequency=request.frequency,
             )
             mappings = current.sync_config.entity_mappings
             existing = _find_mapping(current, entity_type)
@@ -693,6 +701,7 @@ class IntegrationService:
         shard_type_id: str | None = None,
         enabled: bool | None = None,
         filters: list[SyncFilter] | None = None,
+        frequency: SyncFrequency | None = None,
     ) -> EntityMapping:
         """The entity mapping a PUT (or a test) describes, validated as a write would be;
         what the request leaves out is kept from the stored mapping."""
@@ -713,6 +722,8 @@ class IntegrationService:
             enabled = existing.enabled if existing else True
         if filters is None:
             filters = existing.filters if existing else []
+        if frequency is None and existing is not None:
+            frequency = existing.frequency
         candidate = {
             "entityType": existing.entity_type if existing else entity_type.strip(),
             "shardTypeName": shard_type_name,
@@ -720,6 +731,7 @@ class IntegrationService:
             "enabled": enabled,
             "fieldMappings": [m.model_dump(by_alias=True) for m in field_mappings],
             "filters": [f.model_dump(by_alias=True) for f in filters],
+            "frequency": None if frequency is None else frequency.model_dump(by_alias=True),
         }
         problems: list[InputProblem] = []
         mapping: EntityMapping | None = None

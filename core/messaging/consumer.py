@@ -1,7 +1,8 @@
 """How every queue consumer settles a message (ARCHITECTURE.md, Failure model).
 
-* Malformed (not JSON, wrong envelope, unknown schema major): `PoisonMessageError`
-  propagates; the host dead-letters it with the reason.
+* Malformed (not JSON, wrong envelope, unknown schema major, a claim check whose blob is
+  gone or altered): `PoisonMessageError` propagates; the host dead-letters it with the
+  reason. A claim-checked body is resolved before it is decoded (given the blob store).
 * Permanent (`PermanentError`): no retry; the consumer's `give_up` quarantines and
   publishes the failure, and the message is settled.
 * Transient (`TransientError`, `ConflictError`): the message is sent again, scheduled
@@ -21,9 +22,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from core.errors import ConflictError, PermanentError, PortError, TransientError
+from core.errors import (
+    ConflictError,
+    PermanentError,
+    PoisonMessageError,
+    PortError,
+    TransientError,
+)
+from core.messaging.claim_check import resolve
 from core.models.events import EventEnvelope, decode_envelope
-from core.ports import Bus, OutboundMessage
+from core.ports import BlobStore, Bus, OutboundMessage
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +78,16 @@ def consume(
     give_up: GiveUp,
     rng: random.Random | None = None,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    blobs: BlobStore | None = None,
 ) -> str:
     """Run `handler` on the message's envelope; returns what happened (for logs/tests)."""
-    envelope = decode_envelope(message.body)
+    body = message.body
+    if blobs is not None:
+        try:
+            body = resolve(blobs, message.body, message.application_properties)
+        except PermanentError as exc:
+            raise PoisonMessageError("ClaimCheckUnresolvable", str(exc)) from exc
+    envelope = decode_envelope(body)
     attempt = message.attempt
     try:
         handler(envelope, attempt)

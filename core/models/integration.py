@@ -158,6 +158,10 @@ class EntityMapping(ConfigModel):
     enabled: bool = True
     field_mappings: list[FieldMapping] = Field(default_factory=list)
     filters: list[SyncFilter] = Field(default_factory=list)
+    frequency: SyncFrequency | None = Field(
+        default=None,
+        description="This entity type's own schedule; the sync config's frequency when unset",
+    )
 
     @field_validator("shard_type_name")
     @classmethod
@@ -494,6 +498,11 @@ class SyncExecution(StoredDocument):
     entity_types: list[str] = Field(default_factory=list)
     counters: SyncCounters = Field(default_factory=lambda: SyncCounters())
     publishing_complete: bool = False
+    limit_reached: bool = Field(
+        default=False,
+        description="The provider's daily API limit ended the fetch early: the run is partial "
+        "and the next one resumes from the saved cursors",
+    )
     started_at: UtcDateTime | None = None
     completed_at: UtcDateTime | None = None
     updated_at: UtcDateTime | None = None
@@ -507,5 +516,5 @@ class SyncExecution(StoredDocument):
     def final_status(self) -> Literal["completed", "partial", "failed"]:
         failed, processed = self.counters.failed, self.counters.processed
         if failed == 0:
-            return "completed"
+            return "partial" if self.limit_reached else "completed"
         return "failed" if failed == processed else "partial"

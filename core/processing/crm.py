@@ -28,7 +28,7 @@ from typing import Any
 
 from pydantic_core import to_jsonable_python
 
-from core import containers
+from core import containers, telemetry
 from core.errors import PermanentError
 from core.integrations.repository import CachedIntegration, IntegrationConfigCache
 from core.logging import log_context
@@ -169,10 +169,19 @@ class CrmMappingProcessor:
 
     def process(self, envelope: EventEnvelope, *, attempt: int = 0) -> ProcessResult:
         message = _parse(envelope)
-        with log_context(
-            tenantId=message.tenant_id,
-            integrationId=message.integration_id,
-            correlationId=message.correlation_id,
+        with (
+            log_context(
+                tenantId=message.tenant_id,
+                integrationId=message.integration_id,
+                correlationId=message.correlation_id,
+            ),
+            telemetry.span(
+                "crm.map",
+                tenant_id=message.tenant_id,
+                integration_id=message.integration_id,
+                correlation_id=message.correlation_id,
+                attributes={"entityType": message.entity_type, "records": len(message.items)},
+            ),
         ):
             return self._process(message, attempt)
 
@@ -225,6 +234,16 @@ class CrmMappingProcessor:
         self._finish(message, outcomes, settled=settled, attempts=attempt + 1)
         for outcome in outcomes:
             setattr(result, outcome.operation, getattr(result, outcome.operation) + 1)
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        labels = {"tenant_id": message.tenant_id, "integration_id": message.integration_id}
+        telemetry.record_mapped(
+            len(outcomes) - result.failed, entity_type=message.entity_type, **labels
+        )
+        if result.failed:
+            telemetry.record_failed(result.failed, reason="quarantined", **labels)
+        telemetry.record_mapping_duration(
+            elapsed_ms / max(1, len(outcomes)), entity_type=message.entity_type, **labels
+        )
         log.info(
             "mapped %d record(s) of %s",
             len(outcomes),
@@ -234,7 +253,7 @@ class CrmMappingProcessor:
                 "recordsUpdated": result.updated,
                 "recordsUnchanged": result.unchanged,
                 "recordsFailed": result.failed,
-                "durationMs": round((time.perf_counter() - started) * 1000, 1),
+                "durationMs": round(elapsed_ms, 1),
             },
         )
         return result

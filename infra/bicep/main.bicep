@@ -91,12 +91,23 @@ param logLevel string = 'INFO'
 ])
 param validationMode string = 'lenient'
 
-@description('Concurrent store reads per raw batch in the CRM processor.')
+@description('The sync scheduler enqueues nothing while integration_data_raw holds this many active messages.')
 @minValue(1)
-@maxValue(64)
-param crmBatchConcurrency int = 10
+param schedulerBackpressureDepth int = 10000
+
+@description('Incremental syncs read from the stored timestamp cursor minus this many seconds (late commits, clock skew).')
+@minValue(0)
+param syncCursorOverlapSeconds int = 300
 
 param messageInlineLimitBytes int = 196608
+
+@description('Webhook deliveries per second per integration (token bucket refill); above it the receiver answers 429.')
+@minValue(1)
+param webhookRatePerSecond int = 100
+
+@description('Webhook deliveries an integration may send at once before the rate applies.')
+@minValue(1)
+param webhookRateBurst int = 200
 
 @description('Optional: object id of the person or group that manages provider credentials in the vault.')
 param secretOperatorPrincipalId string = ''
@@ -238,8 +249,11 @@ var functionAppSettings = {
   AUTH_TENANT_CLAIM: authTenantClaim
   LOG_LEVEL: logLevel
   MESSAGE_INLINE_LIMIT_BYTES: string(messageInlineLimitBytes)
+  WEBHOOK_RATE_PER_SECOND: string(webhookRatePerSecond)
+  WEBHOOK_RATE_BURST: string(webhookRateBurst)
   VALIDATION_MODE: validationMode
-  CRM_BATCH_CONCURRENCY: string(crmBatchConcurrency)
+  SCHEDULER_BACKPRESSURE_DEPTH: string(schedulerBackpressureDepth)
+  SYNC_CURSOR_OVERLAP_SECONDS: string(syncCursorOverlapSeconds)
 }
 
 module functionApp 'modules/functionapp.bicep' = {

@@ -24,6 +24,7 @@ EXPECTED = {
         "cardinality": "many",
     },
     "sync_timeouts": {"type": "timerTrigger", "schedule": "0 * * * * *", "runOnStartup": False},
+    "sync_scheduler": {"type": "timerTrigger", "schedule": "0 * * * * *", "runOnStartup": False},
     "health": {
         "type": "httpTrigger",
         "route": "health",
@@ -45,6 +46,12 @@ EXPECTED = {
     "whoami": {
         "type": "httpTrigger",
         "route": "v1/whoami",
+        "methods": ["GET"],
+        "authLevel": "anonymous",
+    },
+    "external_fields_get": {
+        "type": "httpTrigger",
+        "route": "v1/integrations/{id}/external-fields/{entityType}",
         "methods": ["GET"],
         "authLevel": "anonymous",
     },
@@ -112,6 +119,36 @@ EXPECTED = {
         "type": "httpTrigger",
         "route": "v1/integrations/{id}/sync-history/{executionId?}",
         "methods": ["GET"],
+        "authLevel": "anonymous",
+    },
+    "webhook_receive": {
+        "type": "httpTrigger",
+        "route": "webhooks/{provider}/{integrationId}",
+        "methods": ["POST"],
+        "authLevel": "anonymous",
+    },
+    "webhooks_create": {
+        "type": "httpTrigger",
+        "route": "v1/integrations/{id}/webhooks",
+        "methods": ["POST"],
+        "authLevel": "anonymous",
+    },
+    "webhooks_list": {
+        "type": "httpTrigger",
+        "route": "v1/integrations/{id}/webhooks",
+        "methods": ["GET"],
+        "authLevel": "anonymous",
+    },
+    "webhook_delete": {
+        "type": "httpTrigger",
+        "route": "v1/integrations/{id}/webhooks/{registrationId}",
+        "methods": ["DELETE"],
+        "authLevel": "anonymous",
+    },
+    "webhook_activate": {
+        "type": "httpTrigger",
+        "route": "v1/integrations/{id}/webhooks/{registrationId}/activate",
+        "methods": ["POST"],
         "authLevel": "anonymous",
     },
     "shards_list": {

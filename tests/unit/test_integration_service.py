@@ -561,3 +561,24 @@ def test_sync_request_checks_entity_types_against_enabled_mappings(
     with pytest.raises(InvalidInputError) as caught:
         service.sync_request(TENANT, integration.id, {"mode": "sometimes"})
     assert "mode" in _problems(caught)
+
+
+def test_an_invalid_stored_integration_does_not_hide_the_others(tmp_path) -> None:
+    from core.adapters.local.sqlite_store import SqliteDocumentStore
+    from core.containers import INTEGRATIONS
+    from core.integrations.repository import IntegrationRepository
+
+    store = SqliteDocumentStore(tmp_path / "store.sqlite")
+    store.upsert(INTEGRATIONS.name, {"id": "broken", "tenantId": "t1", "enabled": True})
+    store.upsert(
+        INTEGRATIONS.name,
+        {
+            "id": "ok",
+            "tenantId": "t1",
+            "enabled": True,
+            "integrationTypeId": "files",
+            "name": "fine",
+            "connection": {"authType": "custom", "settings": {"path": str(tmp_path)}},
+        },
+    )
+    assert [i.id for i in IntegrationRepository(store).list_enabled()] == ["ok"]

@@ -1,0 +1,95 @@
+"""`integration.webhook.received`: one authenticated provider event, as the receiver publishes
+it for the processors of its queue (messages, documents, meetings, calendar events).
+
+CRM deliveries do not use it: records that arrive whole go out as `integration.data.raw`,
+and notifications that only name records become a targeted sync task.
+The payload never holds the provider's credentials: the schemes strip them (Slack's
+verification token, Graph's clientState, Salesforce's session id) before an event exists.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from typing import Any
+
+from pydantic import ValidationError
+
+from core.errors import PermanentError
+from core.models.crm_events import EventPayload
+from core.models.events import EventEnvelope
+from core.models.shards import NonEmptyStr, UtcDateTime
+
+WEBHOOK_RECEIVED = "integration.webhook.received"
+SOURCE = "webhook-receiver"
+
+
+class WebhookReceived(EventPayload):
+    """`eventId` is the provider's (None when it gives none, and then `idempotencyKey` is None
+    too); `idempotencyKey` is `webhook:{integrationId}:{eventId}`, which a consumer may use to
+    recognise a redelivered message."""
+
+    integration_id: NonEmptyStr
+    tenant_id: NonEmptyStr
+    registration_id: NonEmptyStr
+    provider: NonEmptyStr
+    event_id: str | None = None
+    event_type: str | None = None
+    idempotency_key: str | None = None
+    correlation_id: NonEmptyStr
+    received_at: UtcDateTime
+    payload: dict[str, Any]
+
+
+def message_id_for(idempotency_key: str) -> str:
+    """A deterministic bus message id (32 hex digits of the key's SHA-256), so a redelivery
+    racing its original is dropped by the broker's duplicate detection as well as by the
+    idempotency container."""
+    return hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]
+
+
+def webhook_event(payload: WebhookReceived) -> EventEnvelope:
+    """The envelope of one received event; its id is derived from the idempotency key when
+    there is one, so a republished event keeps its id."""
+    envelope_id = (
+        message_id_for(payload.idempotency_key) if payload.idempotency_key else str(uuid.uuid4())
+    )
+    return EventEnvelope.model_validate(
+        {
+            "id": envelope_id,
+            "type": WEBHOOK_RECEIVED,
+            "source": f"{SOURCE}/{payload.provider}",
+            "tenantId": payload.tenant_id,
+            "correlationId": payload.correlation_id,
+            "data": payload.model_dump(mode="json", by_alias=True),
+        }
+    )
+
+
+def parse_webhook_received(envelope: EventEnvelope) -> WebhookReceived:
+    """The typed payload of a received `integration.webhook.received` event; PermanentError
+    (naming the event and each bad field) for another type, invalid data or a payload whose
+    tenant differs from the envelope's."""
+    if envelope.type != WEBHOOK_RECEIVED:
+        raise PermanentError(
+            f"event {envelope.id}: {envelope.type!r} is not {WEBHOOK_RECEIVED}",
+            resource=envelope.type,
+        )
+    try:
+        payload = WebhookReceived.model_validate(envelope.data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in item['loc']) or '(data)'}: {item['msg']}"
+            for item in exc.errors()
+        )
+        raise PermanentError(
+            f"event {envelope.id} ({WEBHOOK_RECEIVED}): invalid data: {problems}",
+            resource=WEBHOOK_RECEIVED,
+        ) from exc
+    if payload.tenant_id != envelope.tenant_id:
+        raise PermanentError(
+            f"event {envelope.id} ({WEBHOOK_RECEIVED}): data.tenantId {payload.tenant_id!r} "
+            f"differs from the envelope's {envelope.tenant_id!r}",
+            resource=WEBHOOK_RECEIVED,
+        )
+    return payload

@@ -1,0 +1,1035 @@
+"""Webhook receipt: `POST /api/webhooks/{scheme}/{integrationId}` from the provider to a
+durably enqueued message, and the answer the provider expects.
+
+Per delivery, in this order:
+
+1. The scheme must be one of `VERIFIERS` (404 otherwise: that is public knowledge).
+2. The registration of (integration, scheme) is looked up across tenants; the tenant comes
+   from it, never from the request. Lookups and secrets are cached in-process for a minute
+   (misses for ten seconds, bounded), so a steady stream costs no store or vault reads; a
+   registration deleted in another instance keeps working here for at most that minute.
+   No registration answers 401, like a bad signature, so the URL does not reveal which
+   integrations exist.
+3. Per-integration token bucket (WEBHOOK_RATE_PER_SECOND, WEBHOOK_RATE_BURST): 429 with
+   Retry-After. 4. Over 10 MB: 413.
+5. The scheme's verifier, over the raw body bytes, with a constant-time comparison. Any
+   refusal is a bare 401 whose body never says which part failed; the reason goes to the
+   log, to `webhooks_rejected_total{provider,reason}` and, as a category, to the
+   registration's health.
+6. Handshakes are answered (Slack challenge, Zoom encryptedToken, Graph validationToken,
+   Google's sync message); Notion's verification token is kept as pending.
+7. Events the registration does not subscribe to (`events`, shell-style wildcards) are
+   counted and acknowledged. The rest are deduplicated on the provider's event id
+   (`webhook:{integrationId}:{eventId}` in `idempotency`, 24 h): a repeat is acknowledged
+   and publishes nothing.
+8. Publish, then acknowledge: Salesforce records that arrive with their fields become
+   `integration.data.raw` events; CRM notifications that only carry ids (HubSpot, Salesforce
+   messages with just the Id) become one targeted sync task for the entity types they name;
+   every other scheme's events go out as `integration.webhook.received` to the queue of
+   their kind. Bodies over the inline limit go by claim check. Concurrent deliveries share
+   the idempotency read, the bus send and the key write (`GroupCommit`), and each waits for
+   its own write: only once the bus has the messages are the keys written and the provider
+   answered, so a crash in between makes the provider retry, and the retry is dropped by
+   the broker's duplicate detection (deterministic message ids) or published again to
+   idempotent consumers.
+
+Health (`lastReceivedAt`, counts, last failure category) is tallied in memory and written
+to the registration at most every `health_flush_seconds` per registration, not per request;
+counters are always incremented. A process that stops loses at most that window's tally.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import itertools
+import json
+import logging
+import math
+import re
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from prometheus_client import Counter
+
+from core import containers, metrics
+from core.errors import NotFoundError, PermanentError, PortError, TransientError
+from core.integrations.repository import IntegrationRepository
+from core.messaging import topology
+from core.messaging.claim_check import offload
+from core.models import crm_events
+from core.models.integration import TenantIntegration
+from core.ports import BlobStore, Bus, Clock, DocumentStore, OutboundMessage, SecretStore
+from core.sync.executions import SyncExecutions
+from core.webhooks.events import SOURCE, WebhookReceived, message_id_for, webhook_event
+from core.webhooks.registrations import (
+    WebhookHealth,
+    WebhookRegistration,
+    WebhookRegistrations,
+    find_registrations,
+)
+from core.webhooks.schemes.base import (
+    MAX_BODY_BYTES,
+    Accepted,
+    Handshake,
+    Rejected,
+    RejectReason,
+    WebhookEvent,
+    WebhookRequest,
+    WebhookResponse,
+)
+from core.webhooks.verifiers import VERIFIERS
+
+log = logging.getLogger(__name__)
+
+REGISTRATION_TTL_SECONDS = 60.0
+MISSING_REGISTRATION_TTL_SECONDS = 10.0
+MAX_CACHED_REGISTRATIONS = 10_000
+HEALTH_FLUSH_SECONDS = 30.0
+PENDING_SECRET_INTERVAL_SECONDS = 60.0
+UNAVAILABLE_RETRY_AFTER_SECONDS = 5
+MAX_EVENT_ID_LENGTH = 256
+"""Longer provider ids (Graph's carry resource paths) are hashed into the idempotency key."""
+
+JSON_CONTENT_TYPE = "application/json"
+CRM_SCHEMES = frozenset({"salesforce", "hubspot"})
+
+
+class Outcome(StrEnum):
+    """What became of one delivery (`webhooks_received_total{provider,outcome}`)."""
+
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"
+    HANDSHAKE = "handshake"
+    REJECTED = "rejected"
+    UNKNOWN_PROVIDER = "unknown_provider"
+    UNKNOWN_REGISTRATION = "unknown_registration"
+    RATE_LIMITED = "rate_limited"
+    TOO_LARGE = "too_large"
+    UNAVAILABLE = "unavailable"
+
+
+class EventOutcome(StrEnum):
+    """What became of one event of an accepted delivery (`webhook_events_total`)."""
+
+    PUBLISHED = "published"
+    SYNC_REQUESTED = "sync_requested"
+    DUPLICATE = "duplicate"
+    FILTERED = "filtered"
+    UNMAPPED = "unmapped"
+    INTEGRATION_UNAVAILABLE = "integration_unavailable"
+
+
+_REASON_CATEGORIES: dict[RejectReason, str] = {
+    RejectReason.SIGNATURE_MISMATCH: "signature",
+    RejectReason.UNSUPPORTED_SIGNATURE_VERSION: "signature",
+    RejectReason.CLIENT_STATE_MISMATCH: "signature",
+    RejectReason.CHANNEL_TOKEN_MISMATCH: "signature",
+    RejectReason.ORGANIZATION_MISMATCH: "signature",
+    RejectReason.STALE_TIMESTAMP: "timestamp",
+    RejectReason.FUTURE_TIMESTAMP: "timestamp",
+    RejectReason.MALFORMED_TIMESTAMP: "timestamp",
+    RejectReason.SECRET_NOT_CONFIGURED: "not_configured",
+    RejectReason.BODY_TOO_LARGE: "too_large",
+}
+"""The health's failure category: enough to tell a wrong secret from a skewed clock or a
+malformed request, without the detail an attacker could learn from."""
+
+
+def failure_category(reason: RejectReason) -> str:
+    return _REASON_CATEGORIES.get(reason, "request")
+
+
+_COUNTER_CHILDREN: dict[tuple[Counter, str, str], Any] = {}
+
+
+def _count(counter: Counter, provider: str, outcome: str, amount: int = 1) -> None:
+    """`counter.labels(provider, outcome).inc(amount)`, keeping the labelled child: the label
+    values are bounded (schemes, outcomes, reasons), and `labels()` costs as much as the
+    rest of a counter update."""
+    key = (counter, provider, outcome)
+    child = _COUNTER_CHILDREN.get(key)
+    if child is None:
+        child = _COUNTER_CHILDREN.setdefault(key, counter.labels(provider, str(outcome)))
+    child.inc(amount)
+
+
+# --------------------------------------------------------------------------------------
+# Input and output
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookDelivery:
+    """One request as the HTTP layer received it; `body` is the raw bytes."""
+
+    scheme: str
+    integration_id: str
+    method: str
+    url: str
+    headers: Mapping[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookReply:
+    status: int
+    body: bytes = b""
+    content_type: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, response: WebhookResponse) -> WebhookReply:
+        return cls(response.status, response.body, response.content_type)
+
+    @classmethod
+    def error(
+        cls, status: int, message: str, headers: dict[str, str] | None = None
+    ) -> WebhookReply:
+        body = json.dumps({"error": message}).encode()
+        return cls(status, body, JSON_CONTENT_TYPE, headers or {})
+
+
+UNAUTHORIZED = WebhookReply.error(401, "webhook authentication failed")
+
+
+def _unavailable() -> WebhookReply:
+    return WebhookReply.error(
+        503,
+        "temporarily unavailable; retry later",
+        {"Retry-After": str(UNAVAILABLE_RETRY_AFTER_SECONDS)},
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Registration lookup, rate limit, health tally
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedRegistration:
+    registration: WebhookRegistration
+    secret: str | None = field(repr=False)
+
+
+class RegistrationDirectory:
+    """(integrationId, scheme) -> registration and its secret, cached briefly in-process.
+
+    A plain dict of (expiry, entry): the lookup is on every delivery's path, where a general
+    TTL cache costs more than the rest of the lookup. Misses are cached for a shorter time,
+    and the dict is bounded: past `max_entries`, expired entries go, then the oldest.
+    """
+
+    def __init__(
+        self,
+        store: DocumentStore,
+        secrets: SecretStore,
+        *,
+        ttl_seconds: float = REGISTRATION_TTL_SECONDS,
+        missing_ttl_seconds: float = MISSING_REGISTRATION_TTL_SECONDS,
+        max_entries: int = MAX_CACHED_REGISTRATIONS,
+        timer: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._store = store
+        self._secrets = secrets
+        self._ttl = ttl_seconds
+        self._missing_ttl = missing_ttl_seconds
+        self._max_entries = max_entries
+        self._timer = timer
+        self._entries: dict[tuple[str, str], tuple[float, ResolvedRegistration | None]] = {}
+        self._lock = threading.Lock()
+
+    def resolve(self, integration_id: str, scheme: str) -> ResolvedRegistration | None:
+        key = (integration_id, scheme)
+        cached = self._entries.get(key)
+        now = self._timer()
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        resolved = self._load(integration_id, scheme)
+        expires = now + (self._ttl if resolved is not None else self._missing_ttl)
+        with self._lock:
+            self._entries[key] = (expires, resolved)
+            if len(self._entries) > self._max_entries:
+                self._evict(now)
+        return resolved
+
+    def _evict(self, now: float) -> None:
+        for key in [key for key, (expires, _) in self._entries.items() if expires <= now]:
+            del self._entries[key]
+        excess = len(self._entries) - self._max_entries
+        for key in list(itertools.islice(self._entries, max(0, excess))):
+            del self._entries[key]
+
+    def forget(self, integration_id: str, scheme: str) -> None:
+        with self._lock:
+            self._entries.pop((integration_id, scheme), None)
+
+    def _load(self, integration_id: str, scheme: str) -> ResolvedRegistration | None:
+        found = find_registrations(self._store, integration_id, scheme)
+        if len(found) > 1:
+            log.error(
+                "refusing %s webhooks for integration %s: registered by several tenants",
+                scheme,
+                integration_id,
+                extra={"tenants": sorted(r.tenant_id for r in found)},
+            )
+            return None
+        if not found:
+            return None
+        registration = found[0]
+        secret = self._secrets.get(registration.secret_name) if registration.secret_name else None
+        return ResolvedRegistration(registration, secret)
+
+
+class RateLimiter:
+    """A token bucket per key: `rate` tokens a second, at most `burst` saved up."""
+
+    def __init__(
+        self, rate: float, burst: int, *, timer: Callable[[], float] = time.monotonic
+    ) -> None:
+        if rate <= 0 or burst < 1:
+            raise ValueError(f"rate must be > 0 and burst >= 1, got {rate} and {burst}")
+        self._rate = rate
+        self._burst = float(burst)
+        self._timer = timer
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def acquire(self, key: str) -> float:
+        """0.0 when a token was taken; otherwise the seconds until one is available."""
+        now = self._timer()
+        with self._lock:
+            tokens, then = self._buckets.get(key, (self._burst, now))
+            tokens = min(self._burst, tokens + (now - then) * self._rate)
+            if tokens >= 1.0:
+                self._buckets[key] = (tokens - 1.0, now)
+                return 0.0
+            self._buckets[key] = (tokens, now)
+            return (1.0 - tokens) / self._rate
+
+
+@dataclass(slots=True)
+class _Tally:
+    tenant_id: str
+    registration_id: str
+    received: int = 0
+    failures: int = 0
+    last_received_at: datetime | None = None
+    last_failure_at: datetime | None = None
+    last_failure_reason: str | None = None
+    flushed_at: float = -math.inf
+
+    @property
+    def pending(self) -> bool:
+        return bool(self.received or self.failures)
+
+    def take(self) -> _Tally:
+        """The counts so far, leaving this tally empty."""
+        taken = _Tally(
+            self.tenant_id,
+            self.registration_id,
+            self.received,
+            self.failures,
+            self.last_received_at,
+            self.last_failure_at,
+            self.last_failure_reason,
+        )
+        self.received = self.failures = 0
+        self.last_received_at = self.last_failure_at = self.last_failure_reason = None
+        return taken
+
+    def add(self, other: _Tally) -> None:
+        """Put back counts whose write failed (the later timestamps win)."""
+        self.received += other.received
+        self.failures += other.failures
+        self.last_received_at = self.last_received_at or other.last_received_at
+        if self.last_failure_at is None:
+            self.last_failure_at = other.last_failure_at
+            self.last_failure_reason = other.last_failure_reason
+
+    def apply(self, registration: WebhookRegistration) -> WebhookRegistration:
+        return registration.model_copy(update={"health": self.applied_to(registration.health)})
+
+    def applied_to(self, health: WebhookHealth) -> WebhookHealth:
+        update: dict[str, Any] = {
+            "received_count": health.received_count + self.received,
+            "failure_count": health.failure_count + self.failures,
+        }
+        if self.last_received_at is not None:
+            update["last_received_at"] = _later(health.last_received_at, self.last_received_at)
+        if self.last_failure_at is not None and (
+            health.last_failure_at is None or self.last_failure_at >= health.last_failure_at
+        ):
+            update["last_failure_at"] = self.last_failure_at
+            update["last_failure_reason"] = self.last_failure_reason
+        return health.model_copy(update=update)
+
+
+def _later(current: datetime | None, candidate: datetime) -> datetime:
+    return candidate if current is None or candidate > current else current
+
+
+# --------------------------------------------------------------------------------------
+# Routing
+# --------------------------------------------------------------------------------------
+
+_GRAPH_CALENDAR = re.compile(r"(^|/)(events|calendars?|calendarview)(/|$|\()", re.IGNORECASE)
+_GRAPH_DOCUMENTS = re.compile(r"(^|/)(drives?|driveitems?|root)(/|$|\()", re.IGNORECASE)
+_GRAPH_MEETINGS = re.compile(r"(^|/)(onlinemeetings|callrecords)(/|$|\()", re.IGNORECASE)
+
+
+def queue_for(scheme: str, event: WebhookEvent) -> str:
+    """The queue whose processors handle this kind of event (ARCHITECTURE.md, topology)."""
+    event_type = (event.event_type or "").casefold()
+    if scheme == "gdrive":
+        return topology.INTEGRATION_DOCUMENTS
+    if scheme == "notion":
+        if event_type.startswith("comment."):
+            return topology.INTEGRATION_COMMUNICATIONS
+        return topology.INTEGRATION_DOCUMENTS
+    if scheme == "zoom" and event_type.startswith(("meeting.", "recording.", "webinar.")):
+        return topology.INTEGRATION_MEETINGS
+    if scheme == "msgraph":
+        resource = str(event.payload.get("resource") or "")
+        if _GRAPH_CALENDAR.search(resource):
+            return topology.INTEGRATION_EVENTS_QUEUE
+        if _GRAPH_DOCUMENTS.search(resource):
+            return topology.INTEGRATION_DOCUMENTS
+        if _GRAPH_MEETINGS.search(resource):
+            return topology.INTEGRATION_MEETINGS
+    return topology.INTEGRATION_COMMUNICATIONS
+
+
+_HUBSPOT_OBJECT_TYPE_IDS = {"0-1": "contact", "0-2": "company", "0-3": "deal", "0-5": "ticket"}
+_HUBSPOT_ENTITY_NAMES = {
+    "contact": ("contact", "contacts"),
+    "company": ("company", "companies"),
+    "deal": ("deal", "deals"),
+    "ticket": ("ticket", "tickets"),
+    "product": ("product", "products"),
+    "line_item": ("line_item", "line_items"),
+}
+
+
+def crm_object_names(scheme: str, event: WebhookEvent) -> tuple[str, ...]:
+    """Entity type names a CRM notification may be about, best first ('' for none)."""
+    if scheme == "salesforce":
+        sobject = event.payload.get("sObjectType")
+        return (sobject,) if isinstance(sobject, str) and sobject else ()
+    subscription = (event.event_type or "").casefold()
+    object_name = subscription.split(".", 1)[0] if "." in subscription else ""
+    if object_name == "object":
+        object_name = _HUBSPOT_OBJECT_TYPE_IDS.get(str(event.payload.get("objectTypeId")), "")
+    return _HUBSPOT_ENTITY_NAMES.get(object_name, (object_name,) if object_name else ())
+
+
+def _carries_record(event: WebhookEvent) -> bool:
+    """A Salesforce outbound message carries the fields the admin selected; just the Id
+    means "this record changed" and is synced instead."""
+    fields = event.payload.get("fields")
+    return isinstance(fields, dict) and any(name != "Id" for name in fields)
+
+
+def _enabled_entity_type(integration: TenantIntegration, names: Sequence[str]) -> str | None:
+    enabled = {
+        mapping.entity_type.casefold(): mapping.entity_type
+        for mapping in integration.sync_config.entity_mappings
+        if mapping.enabled
+    }
+    for name in names:
+        found = enabled.get(name.casefold())
+        if found is not None:
+            return found
+    return None
+
+
+def idempotency_key(integration_id: str, event_id: str) -> str:
+    if len(event_id) > MAX_EVENT_ID_LENGTH:
+        event_id = "sha256:" + hashlib.sha256(event_id.encode()).hexdigest()
+    return f"webhook:{integration_id}:{event_id}"
+
+
+def _idempotency_document_id(key: str) -> str:
+    """Provider ids may hold characters a Cosmos id may not (`/`, `#`, `?`)."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def _subscribed(patterns: Sequence[str], event_type: str | None) -> bool:
+    if not patterns:
+        return True
+    return event_type is not None and any(
+        fnmatch.fnmatchcase(event_type, pattern) for pattern in patterns
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Group commit
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Publication:
+    """One event to publish: its message (None when the event only records its key, as a
+    notification answered by a sync does) and its idempotency document (None when the
+    provider gave no event id, and then the event is always published)."""
+
+    entity: str | None
+    message: OutboundMessage | None
+    key_document: dict[str, Any] | None
+
+
+@dataclass(slots=True)
+class PendingCommit:
+    """One delivery's publications; the commit fills in what became of them."""
+
+    publications: list[Publication]
+    signal: threading.Event = field(default_factory=threading.Event)
+    committed: bool = False
+    error: Exception | None = None
+    published: int = 0
+    repeats: int = 0
+
+
+class GroupCommit:
+    """Deduplicates and writes the events of concurrent deliveries in shared operations:
+    one idempotency read, one bus send per entity and one idempotency write for all of them.
+
+    Every caller blocks until the write that holds its work is done, so nothing is
+    acknowledged before its messages are durably enqueued; batching only shares the I/O.
+    On the local SQLite stores each operation costs far more than the rows in it, and on
+    Service Bus and Cosmos a batch saves round trips. The first caller to find no write in
+    progress leads: it takes everything queued, writes it, and hands the lead to the first
+    caller that queued meanwhile, so no caller serves the others indefinitely. Within a
+    batch the first copy of an event wins, so concurrent copies publish once. When a shared
+    write fails, each delivery in it is written on its own, so one bad delivery cannot fail
+    the rest. Keys are written after the messages; a failure to write them is logged, not
+    raised: the messages are out, and a repeat is caught by the broker's duplicate detection
+    (deterministic message ids) or by idempotent consumers.
+    """
+
+    def __init__(self, bus: Bus, store: DocumentStore) -> None:
+        self._bus = bus
+        self._store = store
+        self._lock = threading.Lock()
+        self._queue: list[PendingCommit] = []
+        self._leading = False
+
+    def commit(self, pending: PendingCommit) -> None:
+        with self._lock:
+            self._queue.append(pending)
+            follow = self._leading
+            self._leading = True
+        if follow:
+            pending.signal.wait()
+        if not pending.committed and pending.error is None:
+            with self._lock:
+                batch, self._queue = self._queue, []
+            try:
+                self._write(batch)
+            finally:
+                with self._lock:
+                    if self._queue:
+                        self._queue[0].signal.set()
+                    else:
+                        self._leading = False
+        if pending.error is not None:
+            raise pending.error
+
+    def _write(self, batch: list[PendingCommit]) -> None:
+        try:
+            try:
+                self._write_together(batch)
+                for pending in batch:
+                    pending.committed = True
+            except Exception as error:
+                if len(batch) == 1:
+                    batch[0].error = error
+                    return
+                for pending in batch:
+                    try:
+                        self._write_together([pending])
+                        pending.committed = True
+                    except Exception as own_error:
+                        pending.error = own_error
+        finally:
+            for pending in batch:
+                if not pending.committed and pending.error is None:
+                    pending.error = TransientError("the shared webhook commit was interrupted")
+                pending.signal.set()
+
+    def _write_together(self, batch: list[PendingCommit]) -> None:
+        wanted = {
+            (document["key"], document["id"])
+            for pending in batch
+            for publication in pending.publications
+            if (document := publication.key_document) is not None
+        }
+        found = self._store.get_many(containers.IDEMPOTENCY.name, list(wanted)) if wanted else {}
+        seen = {key for key, _ in found}
+        by_entity: dict[str, list[OutboundMessage]] = {}
+        documents: list[dict[str, Any]] = []
+        for pending in batch:
+            pending.published = pending.repeats = 0
+            for publication in pending.publications:
+                document = publication.key_document
+                if document is not None:
+                    if document["key"] in seen:
+                        pending.repeats += 1
+                        continue
+                    seen.add(document["key"])
+                    documents.append(document)
+                if publication.message is not None and publication.entity is not None:
+                    by_entity.setdefault(publication.entity, []).append(publication.message)
+                    pending.published += 1
+        for entity, messages in by_entity.items():
+            self._bus.send(entity, messages)
+        if not documents:
+            return
+        try:
+            self._store.upsert_many(containers.IDEMPOTENCY.name, documents)
+        except PortError:
+            log.exception(
+                "published webhook events but could not record %d idempotency keys",
+                len(documents),
+            )
+
+
+# --------------------------------------------------------------------------------------
+# The receiver
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Keyed:
+    event: WebhookEvent
+    key: str | None
+
+
+class WebhookReceiver:
+    def __init__(
+        self,
+        store: DocumentStore,
+        bus: Bus,
+        blobs: BlobStore,
+        secrets: SecretStore,
+        clock: Clock,
+        executions: SyncExecutions,
+        *,
+        inline_limit_bytes: int,
+        rate_per_second: float,
+        rate_burst: int,
+        health_flush_seconds: float = HEALTH_FLUSH_SECONDS,
+        directory: RegistrationDirectory | None = None,
+        timer: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._store = store
+        self._blobs = blobs
+        self._clock = clock
+        self._executions = executions
+        self._inline_limit = inline_limit_bytes
+        self._health_flush_seconds = health_flush_seconds
+        self._timer = timer
+        self.directory = directory or RegistrationDirectory(store, secrets, timer=timer)
+        self.registrations = WebhookRegistrations(
+            store, secrets, clock, on_change=self.directory.forget
+        )
+        self._limiter = RateLimiter(rate_per_second, rate_burst, timer=timer)
+        self._committer = GroupCommit(bus, store)
+        self._tallies: dict[tuple[str, str], _Tally] = {}
+        self._tally_lock = threading.Lock()
+
+    # -- the delivery ------------------------------------------------------------------------
+
+    def receive(self, delivery: WebhookDelivery) -> WebhookReply:
+        scheme = delivery.scheme
+        if scheme not in VERIFIERS:
+            _count(metrics.WEBHOOKS_RECEIVED, "unknown", Outcome.UNKNOWN_PROVIDER)
+            known = ", ".join(sorted(VERIFIERS))
+            return WebhookReply.error(404, f"unknown webhook provider; known: {known}")
+        try:
+            return self._receive(delivery)
+        except PortError as exc:
+            log.warning(
+                "%s webhook for integration %s not taken (%s): %s",
+                scheme,
+                delivery.integration_id,
+                type(exc).__name__,
+                exc,
+            )
+            _count(metrics.WEBHOOKS_RECEIVED, scheme, Outcome.UNAVAILABLE)
+            return _unavailable()
+
+    def _receive(self, delivery: WebhookDelivery) -> WebhookReply:
+        scheme, integration_id = delivery.scheme, delivery.integration_id
+        resolved = self.directory.resolve(integration_id, scheme)
+        if resolved is None:
+            _count(metrics.WEBHOOKS_RECEIVED, scheme, Outcome.UNKNOWN_REGISTRATION)
+            log.warning("%s webhook for unregistered integration %s", scheme, integration_id)
+            return UNAUTHORIZED
+        registration = resolved.registration
+        wait = self._limiter.acquire(integration_id)
+        if wait > 0:
+            self._failed(registration, Outcome.RATE_LIMITED, "rate_limited")
+            seconds = max(1, math.ceil(wait))
+            return WebhookReply.error(
+                429, f"rate limit exceeded; retry after {seconds}s", {"Retry-After": str(seconds)}
+            )
+        if len(delivery.body) > MAX_BODY_BYTES:
+            self._failed(registration, Outcome.TOO_LARGE, "too_large")
+            return WebhookReply.error(
+                413, f"body of {len(delivery.body)} bytes exceeds the {MAX_BODY_BYTES}-byte limit"
+            )
+        request = WebhookRequest(delivery.method, delivery.url, delivery.headers, delivery.body)
+        now = self._clock.now()
+        verdict = VERIFIERS[scheme].verify(request, resolved.secret, now)
+        if isinstance(verdict, Rejected):
+            _count(metrics.WEBHOOKS_REJECTED, scheme, verdict.reason.value)
+            log.warning(
+                "%s webhook for integration %s refused: %s (%s)",
+                scheme,
+                integration_id,
+                verdict.reason.value,
+                verdict.detail,
+            )
+            self._failed(registration, Outcome.REJECTED, failure_category(verdict.reason))
+            return UNAUTHORIZED
+        if isinstance(verdict, Handshake):
+            if verdict.pending_secret is not None:
+                self._keep_pending_secret(registration, verdict.pending_secret, now)
+            self._received(registration, Outcome.HANDSHAKE, now)
+            return WebhookReply.of(verdict.response)
+        return self._accept(registration, verdict, now)
+
+    def _keep_pending_secret(
+        self, registration: WebhookRegistration, token: str, now: datetime
+    ) -> None:
+        """Handshakes are unsigned, so anyone who knows the URL can send one: at most one
+        token a minute per registration reaches the secret store."""
+        last = registration.pending_secret_received_at
+        if last is not None and (now - last).total_seconds() < PENDING_SECRET_INTERVAL_SECONDS:
+            log.warning(
+                "%s verification token for integration %s ignored: another arrived at %s",
+                registration.provider,
+                registration.integration_id,
+                last.isoformat(),
+            )
+            return
+        self.registrations.record_pending_secret(registration, token, now)
+        log.info(
+            "%s verification token for integration %s kept as pending",
+            registration.provider,
+            registration.integration_id,
+        )
+
+    def _accept(
+        self, registration: WebhookRegistration, verdict: Accepted, now: datetime
+    ) -> WebhookReply:
+        scheme = registration.provider
+        subscribed: list[_Keyed] = []
+        for event in verdict.events:
+            if not _subscribed(registration.events, event.event_type):
+                _count(metrics.WEBHOOK_EVENTS, scheme, EventOutcome.FILTERED)
+                continue
+            key = None
+            if event.event_id:
+                key = idempotency_key(registration.integration_id, event.event_id)
+            subscribed.append(_Keyed(event, key))
+        repeats = 0
+        if subscribed:
+            correlation_id = f"webhook-{secrets.token_hex(16)}-{int(now.timestamp() * 1000)}"
+            if scheme in CRM_SCHEMES:
+                fresh = self._unseen(subscribed)
+                repeats = len(subscribed) - len(fresh)
+                publications = self._crm_publications(registration, fresh, correlation_id, now)
+            else:
+                publications = self._event_publications(
+                    registration, subscribed, correlation_id, now
+                )
+            if publications:
+                pending = PendingCommit(publications)
+                self._committer.commit(pending)
+                repeats += pending.repeats
+                if pending.published:
+                    _count(
+                        metrics.WEBHOOK_EVENTS, scheme, EventOutcome.PUBLISHED, pending.published
+                    )
+        if repeats:
+            _count(metrics.WEBHOOK_EVENTS, scheme, EventOutcome.DUPLICATE, repeats)
+        duplicate = bool(subscribed) and repeats == len(subscribed)
+        self._received(registration, Outcome.DUPLICATE if duplicate else Outcome.ACCEPTED, now)
+        return WebhookReply.of(verdict.response)
+
+    # -- idempotency -------------------------------------------------------------------------
+
+    def _unseen(self, events: Sequence[_Keyed]) -> list[_Keyed]:
+        """Events whose key is neither in `idempotency` nor earlier in this delivery (checked
+        before a CRM notification requests a sync; the commit checks every event again)."""
+        wanted = {(item.key, _idempotency_document_id(item.key)) for item in events if item.key}
+        found = self._store.get_many(containers.IDEMPOTENCY.name, list(wanted)) if wanted else {}
+        seen = {key for key, _ in found}
+        fresh: list[_Keyed] = []
+        for item in events:
+            if item.key is None:
+                fresh.append(item)
+            elif item.key not in seen:
+                seen.add(item.key)
+                fresh.append(item)
+        return fresh
+
+    @staticmethod
+    def _key_document(
+        registration: WebhookRegistration, key: str | None, now: datetime
+    ) -> dict[str, Any] | None:
+        if key is None:
+            return None
+        return {
+            "id": _idempotency_document_id(key),
+            "key": key,
+            "tenantId": registration.tenant_id,
+            "integrationId": registration.integration_id,
+            "provider": registration.provider,
+            "createdAt": now.isoformat(),
+        }
+
+    # -- publishing --------------------------------------------------------------------------
+
+    def _offload(self, message: OutboundMessage, now: datetime) -> None:
+        """A body over the inline limit goes to blob storage before its message is sent."""
+        body, properties = offload(
+            self._blobs,
+            message.body,
+            self._inline_limit,
+            content_type=message.content_type,
+            now=now,
+        )
+        if properties:
+            message.body = body
+            message.application_properties.update(properties)
+
+    def _event_publications(
+        self,
+        registration: WebhookRegistration,
+        events: Sequence[_Keyed],
+        correlation_id: str,
+        now: datetime,
+    ) -> list[Publication]:
+        publications = []
+        for item in events:
+            payload = WebhookReceived(
+                integration_id=registration.integration_id,
+                tenant_id=registration.tenant_id,
+                registration_id=registration.id,
+                provider=registration.provider,
+                event_id=item.event.event_id,
+                event_type=item.event.event_type,
+                idempotency_key=item.key,
+                correlation_id=correlation_id,
+                received_at=now,
+                payload=item.event.payload,
+            )
+            message = webhook_event(payload).to_message(
+                extra_properties={"provider": registration.provider}
+            )
+            self._offload(message, now)
+            publications.append(
+                Publication(
+                    queue_for(registration.provider, item.event),
+                    message,
+                    self._key_document(registration, item.key, now),
+                )
+            )
+        return publications
+
+    def _crm_publications(
+        self,
+        registration: WebhookRegistration,
+        events: Sequence[_Keyed],
+        correlation_id: str,
+        now: datetime,
+    ) -> list[Publication]:
+        """Records go out as raw CRM events; notifications that only name records request
+        their sync here and then only record their keys."""
+        records: list[_Keyed] = []
+        notifications: list[_Keyed] = []
+        for item in events:
+            whole = registration.provider == "salesforce" and _carries_record(item.event)
+            (records if whole else notifications).append(item)
+        if notifications:
+            self._request_sync(registration, notifications)
+        publications = [
+            Publication(None, None, self._key_document(registration, item.key, now))
+            for item in notifications
+        ]
+        for item in records:
+            message = self._record_message(registration, item, correlation_id)
+            self._offload(message, now)
+            publications.append(
+                Publication(
+                    topology.INTEGRATION_DATA_RAW,
+                    message,
+                    self._key_document(registration, item.key, now),
+                )
+            )
+        return publications
+
+    @staticmethod
+    def _record_message(
+        registration: WebhookRegistration, item: _Keyed, correlation_id: str
+    ) -> OutboundMessage:
+        """`integration.data.raw` for one record; its idempotency key names the notification,
+        so a later change of the same record is a new key (the CRM processor's rule)."""
+        payload = item.event.payload
+        external_id = str(payload["sObjectId"])
+        notification = item.event.event_id or secrets.token_hex(16)
+        raw = crm_events.DataRaw(
+            integration_id=registration.integration_id,
+            tenant_id=registration.tenant_id,
+            entity_type=str(payload["sObjectType"]),
+            raw_data=payload["fields"],
+            external_id=external_id,
+            idempotency_key=f"{registration.integration_id}-{external_id}-webhook-{notification}",
+            correlation_id=correlation_id,
+            metadata={
+                "trigger": "webhook",
+                "provider": registration.provider,
+                "webhookEventId": item.event.event_id,
+            },
+        )
+        event = crm_events.make_event(
+            crm_events.DATA_RAW, raw, source=f"{SOURCE}/{registration.provider}"
+        )
+        message_id = message_id_for(item.key) if item.key else event.id
+        return event.to_message(message_id=message_id)
+
+    def _request_sync(
+        self, registration: WebhookRegistration, notifications: Sequence[_Keyed]
+    ) -> None:
+        """One targeted sync for the entity types the notifications name. Repeats of a delivery
+        are caught by the idempotency keys; two copies racing each other may each request
+        one, which costs a sync and changes nothing (syncs are idempotent)."""
+        scheme = registration.provider
+        try:
+            integration = IntegrationRepository(self._store).get(
+                registration.tenant_id, registration.integration_id
+            )
+        except (NotFoundError, PermanentError) as exc:
+            log.warning("%s notifications not synced: %s", scheme, exc)
+            _count(
+                metrics.WEBHOOK_EVENTS,
+                scheme,
+                EventOutcome.INTEGRATION_UNAVAILABLE,
+                len(notifications),
+            )
+            return
+        entity_types: list[str] = []
+        unmapped = 0
+        for item in notifications:
+            entity_type = _enabled_entity_type(integration, crm_object_names(scheme, item.event))
+            if entity_type is None:
+                unmapped += 1
+                log.warning(
+                    "%s notification %s (%s) names no enabled entity mapping of integration %s",
+                    scheme,
+                    item.event.event_id,
+                    item.event.event_type,
+                    integration.id,
+                )
+            elif entity_type not in entity_types:
+                entity_types.append(entity_type)
+        if unmapped:
+            _count(metrics.WEBHOOK_EVENTS, scheme, EventOutcome.UNMAPPED, unmapped)
+        if not entity_types:
+            return
+        mapped = len(notifications) - unmapped
+        try:
+            execution = self._executions.request(
+                registration.tenant_id,
+                registration.integration_id,
+                trigger="webhook",
+                entity_types=entity_types,
+            )
+        except PermanentError as exc:
+            log.warning("%s notifications not synced: %s", scheme, exc)
+            _count(metrics.WEBHOOK_EVENTS, scheme, EventOutcome.INTEGRATION_UNAVAILABLE, mapped)
+            return
+        log.info(
+            "%s webhook requested sync %s of %s for integration %s",
+            scheme,
+            execution.id,
+            ", ".join(entity_types),
+            integration.id,
+        )
+        _count(metrics.WEBHOOK_EVENTS, scheme, EventOutcome.SYNC_REQUESTED, mapped)
+
+    # -- health --------------------------------------------------------------------------------
+
+    def _received(self, registration: WebhookRegistration, outcome: Outcome, now: datetime) -> None:
+        _count(metrics.WEBHOOKS_RECEIVED, registration.provider, outcome)
+        self._tally(registration, lambda tally: _count_received(tally, now))
+
+    def _failed(self, registration: WebhookRegistration, outcome: Outcome, category: str) -> None:
+        _count(metrics.WEBHOOKS_RECEIVED, registration.provider, outcome)
+        now = self._clock.now()
+        self._tally(registration, lambda tally: _count_failure(tally, now, category))
+
+    def _tally(self, registration: WebhookRegistration, count: Callable[[_Tally], None]) -> None:
+        key = (registration.tenant_id, registration.id)
+        moment = self._timer()
+        with self._tally_lock:
+            tally = self._tallies.get(key)
+            if tally is None:
+                tally = self._tallies[key] = _Tally(registration.tenant_id, registration.id)
+            count(tally)
+            if moment - tally.flushed_at < self._health_flush_seconds:
+                return
+            tally.flushed_at = moment
+            taken = tally.take()
+        self._write_health([taken])
+
+    def flush_health(self, tenant_id: str | None = None) -> None:
+        """Write every pending tally now (one tenant's, or all): the API does before it shows
+        health, and tests do."""
+        with self._tally_lock:
+            taken = [
+                tally.take()
+                for (tenant, _), tally in self._tallies.items()
+                if tally.pending and tenant_id in (None, tenant)
+            ]
+        self._write_health(taken)
+
+    def _write_health(self, tallies: Iterable[_Tally]) -> None:
+        for tally in tallies:
+            try:
+                self.registrations.update(
+                    tally.tenant_id,
+                    tally.registration_id,
+                    tally.apply,
+                )
+            except NotFoundError:
+                continue
+            except PortError:
+                log.warning(
+                    "could not write the health of webhook registration %s; kept for later",
+                    tally.registration_id,
+                    exc_info=True,
+                )
+                with self._tally_lock:
+                    key = (tally.tenant_id, tally.registration_id)
+                    self._tallies.setdefault(key, _Tally(*key)).add(tally)
+
+
+def _count_received(tally: _Tally, now: datetime) -> None:
+    tally.received += 1
+    tally.last_received_at = _later(tally.last_received_at, now)
+
+
+def _count_failure(tally: _Tally, now: datetime, category: str) -> None:
+    tally.failures += 1
+    tally.last_failure_at = now
+    tally.last_failure_reason = category
