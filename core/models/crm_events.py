@@ -8,6 +8,7 @@ versions, so an older consumer must accept, and pass on, fields a newer producer
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -18,6 +19,7 @@ from core.errors import PermanentError
 from core.models.events import SCHEMA_VERSION, EventEnvelope
 from core.models.integration import SyncCounters
 from core.models.shards import CamelModel, Count, NonEmptyStr, UtcDateTime
+from core.ports import OutboundMessage
 
 # Event types ----------------------------------------------------------------------------
 
@@ -312,6 +314,49 @@ def make_event(
         correlation_id=correlation,
         causation_id=causation_id,
         data=data,
+    )
+
+
+def event_message(
+    event_type: str,
+    payload: EventPayload,
+    *,
+    source: str,
+    message_id: str,
+    correlation_id: str,
+    causation_id: str | None = None,
+    shard_type_name: str | None = None,
+) -> OutboundMessage:
+    """The bus message of one event, for the hot path: the payload is validated by its
+    model, the envelope is written straight to JSON (the same wire form as
+    `make_event(...).to_message(...)`, which receivers validate), and the envelope id is
+    the deterministic message id, so a re-publish is the same event."""
+    expected = PAYLOAD_MODELS.get(event_type)
+    if expected is None or type(payload) is not expected:
+        raise ValueError(f"event {event_type} takes a {expected} payload, not {type(payload)}")
+    data = payload.model_dump(mode="json", by_alias=True)
+    tenant = _agreeing("tenantId", None, data.get("tenantId"))
+    correlation = _agreeing("correlationId", correlation_id, data.get("correlationId"))
+    body = {
+        "id": message_id,
+        "type": event_type,
+        "source": source,
+        "time": datetime.now(UTC).isoformat(),
+        "tenantId": tenant,
+        "correlationId": correlation,
+        "causationId": causation_id,
+        "schemaVersion": SCHEMA_VERSION,
+        "data": data,
+    }
+    properties: dict[str, str | int | float | bool] = {"eventType": event_type, "tenantId": tenant}
+    if shard_type_name:
+        properties["shardTypeName"] = shard_type_name
+    return OutboundMessage(
+        body=json.dumps(body, separators=(",", ":")).encode(),
+        message_id=message_id,
+        correlation_id=correlation,
+        subject=event_type,
+        application_properties=properties,
     )
 
 

@@ -455,13 +455,20 @@ class CrmMappingProcessor:
             "correlation_id": message.correlation_id,
         }
 
-        def event(event_type: str, payload: crm_events.EventPayload) -> EventEnvelope:
-            return crm_events.make_event(
+        def event(
+            event_type: str,
+            payload: crm_events.EventPayload,
+            message_id: str,
+            shard_type_name: str | None = None,
+        ) -> OutboundMessage:
+            return crm_events.event_message(
                 event_type,
                 payload,
                 source="crm-mapping-processor",
+                message_id=message_id,
                 correlation_id=message.correlation_id,
                 causation_id=message.envelope.id,
+                shard_type_name=shard_type_name,
             )
 
         for o in outcomes:
@@ -478,9 +485,7 @@ class CrmMappingProcessor:
                     quarantine_id=quarantine_id(key),
                 )
                 integration_messages.append(
-                    event(crm_events.DATA_MAPPING_FAILED, payload).to_message(
-                        message_id=f"{key}:failed"
-                    )
+                    event(crm_events.DATA_MAPPING_FAILED, payload, f"{key}:failed")
                 )
                 continue
             assert o.shard_id is not None
@@ -499,7 +504,8 @@ class CrmMappingProcessor:
                         operation=o.operation,
                         duration=0.0,
                     ),
-                ).to_message(message_id=f"{key}:mapped")
+                    f"{key}:mapped",
+                )
             )
             if o.operation == "unchanged":
                 continue
@@ -519,8 +525,11 @@ class CrmMappingProcessor:
                 external_id=o.item.external_id,
             )
             shard_messages.append(
-                event(shard_event_type, shard_payload).to_message(
-                    message_id=f"{key}:{shard_event_type}", shard_type_name=shard_type
+                event(
+                    shard_event_type,
+                    shard_payload,
+                    f"{key}:{shard_event_type}",
+                    shard_type_name=shard_type,
                 )
             )
             if not is_opportunity:
@@ -535,7 +544,8 @@ class CrmMappingProcessor:
                             external_id=o.item.external_id,
                             sync_task_id=message.sync_task_id,
                         ),
-                    ).to_message(message_id=f"{key}:opportunity.created")
+                        f"{key}:opportunity.created",
+                    )
                 )
             elif o.changed_fields and message.is_batch:
                 batch_ids.append(o.shard_id)
@@ -552,7 +562,8 @@ class CrmMappingProcessor:
                             changed_fields=o.changed_fields,
                             changes={k: crm_events.FieldChange(**v) for k, v in o.changes.items()},
                         ),
-                    ).to_message(message_id=f"{key}:opportunity.updated")
+                        f"{key}:opportunity.updated",
+                    )
                 )
         if batch_ids:
             integration_messages.append(
@@ -565,7 +576,8 @@ class CrmMappingProcessor:
                         batch_size=len(batch_ids),
                         changed_fields=batch_fields,
                     ),
-                ).to_message(message_id=f"{message.envelope.id}:opportunities.updated.batch")
+                    f"{message.envelope.id}:opportunities.updated.batch",
+                )
             )
         if shard_messages:
             self._bus.send(topology.SHARD_EVENTS, shard_messages)

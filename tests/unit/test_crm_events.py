@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from core.errors import PermanentError
 from core.messaging.topology import SUB_SYNC_TRACKING, TOPOLOGY
+from core.models import crm_events
 from core.models import crm_events as ev
 from core.models.events import decode_envelope
 from core.models.integration import SyncCounters
@@ -187,3 +188,37 @@ def test_sync_correlation_id_format() -> None:
     assert ev.sync_correlation_id("task-1", at) == "sync-task-1-1735689600000"
     with pytest.raises(ValueError, match="sync_task_id"):
         ev.sync_correlation_id("", at)
+
+
+def test_event_message_is_the_same_wire_form_receivers_validate() -> None:
+    from core.models.events import decode_envelope
+
+    payload = crm_events.ShardCreated(
+        shard_id="s1", tenant_id="t1", shard_type_id="Opportunity", shard_type_name="Opportunity"
+    )
+    message = crm_events.event_message(
+        crm_events.SHARD_CREATED,
+        payload,
+        source="test",
+        message_id="k1:shard.created",
+        correlation_id="c1",
+        causation_id="e0",
+        shard_type_name="Opportunity",
+    )
+    envelope = decode_envelope(message.body)
+    reference = crm_events.make_event(
+        crm_events.SHARD_CREATED, payload, source="test", correlation_id="c1", causation_id="e0"
+    ).to_message(message_id="k1:shard.created", shard_type_name="Opportunity")
+    assert envelope.id == message.message_id == "k1:shard.created"
+    assert envelope.model_dump(exclude={"id", "time"}) == decode_envelope(
+        reference.body
+    ).model_dump(exclude={"id", "time"})
+    assert message.application_properties == reference.application_properties
+    assert (message.correlation_id, message.subject) == (
+        reference.correlation_id,
+        reference.subject,
+    )
+    with pytest.raises(ValueError, match="payload"):
+        crm_events.event_message(
+            crm_events.DATA_MAPPED, payload, source="t", message_id="m", correlation_id="c1"
+        )
