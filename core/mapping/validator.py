@@ -23,9 +23,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import to_jsonable_python
 
 from core.mapping.errors import FieldError
 from core.mapping.mapper import MappingResult
@@ -68,10 +69,15 @@ def _errors_of(exc: ValidationError) -> list[FieldError]:
 
 
 class ShardValidator:
-    """Validates one record's structured data against its shard type model."""
+    """Validates one record's structured data against its shard type model.
 
-    def __init__(self, mode: ValidationMode | str) -> None:
+    With `json_data`, accepted data comes back in JSON form (dates as ISO strings), as a
+    store writes it: dumping the model in JSON mode once is cheaper than dumping it to
+    Python objects and converting those afterwards, which matters per record."""
+
+    def __init__(self, mode: ValidationMode | str, *, json_data: bool = False) -> None:
         self.mode = ValidationMode(mode)
+        self._dump_mode: Literal["json", "python"] = "json" if json_data else "python"
 
     def validate_mapping(self, result: MappingResult, model: type[BaseModel]) -> ValidationOutcome:
         """Validate a mapper result, taking its field errors and warnings into account."""
@@ -109,8 +115,8 @@ class ShardValidator:
             return self._lenient(candidate, model, mapping_errors, [*mapping_warnings, *unknown])
         return self._audit(data, model, mapping_errors, [*mapping_warnings, *unknown])
 
-    @staticmethod
     def _strict(
+        self,
         data: dict[str, Any],
         model: type[BaseModel],
         problems: list[FieldError],
@@ -125,12 +131,12 @@ class ShardValidator:
             return ValidationOutcome(accepted=False, data={}, errors=problems, warnings=warnings)
         return ValidationOutcome(
             accepted=True,
-            data=instance.model_dump(by_alias=True, exclude_unset=True),
+            data=instance.model_dump(mode=self._dump_mode, by_alias=True, exclude_unset=True),
             warnings=warnings,
         )
 
-    @staticmethod
     def _lenient(
+        self,
         data: dict[str, Any],
         model: type[BaseModel],
         mapping_errors: list[FieldError],
@@ -168,12 +174,12 @@ class ShardValidator:
             ]
         return ValidationOutcome(
             accepted=True,
-            data=instance.model_dump(by_alias=True, exclude_unset=True),
+            data=instance.model_dump(mode=self._dump_mode, by_alias=True, exclude_unset=True),
             warnings=warnings,
         )
 
-    @staticmethod
     def _audit(
+        self,
         data: Mapping[str, Any],
         model: type[BaseModel],
         mapping_errors: list[FieldError],
@@ -193,6 +199,8 @@ class ShardValidator:
             ]
         else:
             problems = list(mapping_errors)
+        if self._dump_mode == "json":
+            kept = to_jsonable_python(kept)
         return ValidationOutcome(
             accepted=True, data=kept, errors=problems, warnings=mapping_warnings
         )

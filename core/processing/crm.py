@@ -24,9 +24,8 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from functools import lru_cache
 from typing import Any
-
-from pydantic_core import to_jsonable_python
 
 from core import containers, telemetry
 from core.errors import PermanentError
@@ -75,6 +74,8 @@ ML_COUNT_FIELDS = (
     "competitorCount",
 )
 OPPORTUNITY = "Opportunity"
+_LINK_PLAN_CACHE_SIZE = 256
+_TARGET_IDS_PER_PLAN = 4096
 
 
 @dataclass(slots=True)
@@ -120,10 +121,6 @@ class _Message:
     config_version: int | None
 
 
-def _iso(value: Any) -> Any:
-    return to_jsonable_python(value)
-
-
 def _parse(envelope: EventEnvelope) -> _Message:
     payload = crm_events.parse_payload(envelope)
     if isinstance(payload, crm_events.DataRaw):
@@ -162,8 +159,11 @@ class CrmMappingProcessor:
         self._bus = bus
         self._clock = clock
         self._cache = cache
-        self._validator = ShardValidator(validation_mode)
+        self._validator = ShardValidator(validation_mode, json_data=True)
         self._known_shard_types: set[str] = set()
+        self._link_plan_cache: dict[
+            tuple[str, str, str], tuple[CachedIntegration, list[_LinkPlan]]
+        ] = {}
 
     # -- entry point ------------------------------------------------------------------
 
@@ -290,12 +290,7 @@ class CrmMappingProcessor:
         current = self._current_shards(message.tenant_id, list(ids.values()))
         now = self._clock.now()
         now_iso = now.isoformat()
-        links = _link_plans(
-            relationship_keys(integration.integration_type_id, message.entity_type),
-            integration,
-            message.tenant_id,
-            message.integration_id,
-        )
+        links = self._links(message, cached)
         outcomes: list[Outcome] = []
         for item in items:
             result = compiled.map(item.raw)
@@ -307,7 +302,7 @@ class CrmMappingProcessor:
                 continue
             record_shard_id = ids[item.idempotency_key]
             previous = current.get(record_shard_id)
-            data = {**(previous or {}).get("structuredData", {}), **_iso(verdict.data)}
+            data = {**(previous or {}).get("structuredData", {}), **verdict.data}
             if mapping.shard_type_name == OPPORTUNITY:
                 _opportunity_ml_fields(data, previous, now)
             relationships = _relationships(data, links)
@@ -359,6 +354,24 @@ class CrmMappingProcessor:
             }
             outcomes.append(outcome)
         return outcomes
+
+    def _links(self, message: _Message, cached: CachedIntegration) -> list[_LinkPlan]:
+        """The link plans of this integration's config, kept while the config is the one
+        cached, so target shard ids computed for earlier messages are reused."""
+        key = (message.tenant_id, message.integration_id, message.entity_type)
+        kept = self._link_plan_cache.get(key)
+        if kept is not None and kept[0] is cached:
+            return kept[1]
+        if len(self._link_plan_cache) >= _LINK_PLAN_CACHE_SIZE:
+            self._link_plan_cache.clear()
+        plans = _link_plans(
+            relationship_keys(cached.integration.integration_type_id, message.entity_type),
+            cached.integration,
+            message.tenant_id,
+            message.integration_id,
+        )
+        self._link_plan_cache[key] = (cached, plans)
+        return plans
 
     # -- writes and events -------------------------------------------------------------------
 
@@ -661,7 +674,9 @@ def _link_plans(
             _LinkPlan(
                 key,
                 target_type,
-                shard_id_factory(tenant_id, integration_id, key.target_entity_type),
+                lru_cache(maxsize=_TARGET_IDS_PER_PLAN)(
+                    shard_id_factory(tenant_id, integration_id, key.target_entity_type)
+                ),
             )
         )
     return plans

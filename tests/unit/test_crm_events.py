@@ -222,3 +222,15 @@ def test_event_message_is_the_same_wire_form_receivers_validate() -> None:
         crm_events.event_message(
             crm_events.DATA_MAPPED, payload, source="t", message_id="m", correlation_id="c1"
         )
+
+
+def test_event_message_keeps_non_ascii_text() -> None:
+    from core.models.events import decode_envelope
+
+    payload = crm_events.ShardCreated(
+        shard_id="s1", tenant_id="t1", shard_type_id="Account", shard_type_name="Société Générale"
+    )
+    message = crm_events.event_message(
+        crm_events.SHARD_CREATED, payload, source="t", message_id="m1", correlation_id="c1"
+    )
+    assert decode_envelope(message.body).data["shardTypeName"] == "Société Générale"

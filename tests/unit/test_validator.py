@@ -1,3 +1,4 @@
+import json
 from datetime import date
 from typing import Any, Literal
 
@@ -187,3 +188,15 @@ def test_custom_fields_are_fine_on_models_that_keep_extra_fields(mode: str) -> N
     assert outcome.accepted
     assert outcome.data == {"name": "Acme", "regionCode": "EMEA"}
     assert outcome.warnings == []
+
+
+@pytest.mark.parametrize("mode", ["strict", "lenient", "audit"])
+def test_json_data_mode_returns_the_same_data_in_json_form(mode: str) -> None:
+    from pydantic_core import to_jsonable_python
+
+    result = MAPPING.map(GOOD)
+    python = ShardValidator(mode).validate_mapping(result, Deal)
+    as_json = ShardValidator(mode, json_data=True).validate_mapping(MAPPING.map(GOOD), Deal)
+    assert as_json.accepted == python.accepted
+    assert as_json.data == to_jsonable_python(python.data)
+    assert json.loads(json.dumps(as_json.data)) == as_json.data
