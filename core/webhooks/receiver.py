@@ -95,6 +95,7 @@ HEALTH_FLUSH_SECONDS = 30.0
 PENDING_SECRET_INTERVAL_SECONDS = 60.0
 UNAVAILABLE_RETRY_AFTER_SECONDS = 5
 MAX_EVENT_ID_LENGTH = 256
+COMMIT_WRITER_IDLE_SECONDS = 10.0
 """Longer provider ids (Graph's carry resource paths) are hashed into the idempotency key."""
 
 JSON_CONTENT_TYPE = "application/json"
@@ -503,43 +504,58 @@ class GroupCommit:
     Every caller blocks until the write that holds its work is done, so nothing is
     acknowledged before its messages are durably enqueued; batching only shares the I/O.
     On the local SQLite stores each operation costs far more than the rows in it, and on
-    Service Bus and Cosmos a batch saves round trips. The first caller to find no write in
-    progress leads: it takes everything queued, writes it, and hands the lead to the first
-    caller that queued meanwhile, so no caller serves the others indefinitely. Within a
-    batch the first copy of an event wins, so concurrent copies publish once. When a shared
-    write fails, each delivery in it is written on its own, so one bad delivery cannot fail
-    the rest. Keys are written after the messages; a failure to write them is logged, not
-    raised: the messages are out, and a repeat is caught by the broker's duplicate detection
-    (deterministic message ids) or by idempotent consumers.
+    Service Bus and Cosmos a batch saves round trips. One writer thread takes everything
+    queued, writes it, and takes what queued meanwhile: always the same thread, so its
+    SQLite connections keep their page caches (a connection that another one wrote behind
+    re-reads what it needs, and a caller-led write moved between every caller's thread),
+    and callers only wait. The writer ends after `COMMIT_WRITER_IDLE_SECONDS` without work
+    and the next commit starts another. Within a batch the first copy of an event wins, so
+    concurrent copies publish once. When a shared write fails, each delivery in it is
+    written on its own, so one bad delivery cannot fail the rest. Keys are written after
+    the messages; a failure to write them is logged, not raised: the messages are out, and
+    a repeat is caught by the broker's duplicate detection (deterministic message ids) or
+    by idempotent consumers.
     """
 
     def __init__(self, bus: Bus, store: DocumentStore) -> None:
         self._bus = bus
         self._store = store
         self._lock = threading.Lock()
+        self._queued = threading.Condition(self._lock)
         self._queue: list[PendingCommit] = []
-        self._leading = False
+        self._writer: threading.Thread | None = None
 
     def commit(self, pending: PendingCommit) -> None:
         with self._lock:
             self._queue.append(pending)
-            follow = self._leading
-            self._leading = True
-        if follow:
-            pending.signal.wait()
-        if not pending.committed and pending.error is None:
-            with self._lock:
-                batch, self._queue = self._queue, []
-            try:
-                self._write(batch)
-            finally:
-                with self._lock:
-                    if self._queue:
-                        self._queue[0].signal.set()
-                    else:
-                        self._leading = False
+            if self._writer is None:
+                self._start_writer()
+            else:
+                self._queued.notify()
+        pending.signal.wait()
         if pending.error is not None:
             raise pending.error
+
+    def _start_writer(self) -> None:
+        """Called holding the lock."""
+        self._writer = threading.Thread(target=self._drain, name="webhook-commit", daemon=True)
+        self._writer.start()
+
+    def _drain(self) -> None:
+        try:
+            while True:
+                with self._lock:
+                    if not self._queue:
+                        self._queued.wait(COMMIT_WRITER_IDLE_SECONDS)
+                        if not self._queue:
+                            return
+                    batch, self._queue = self._queue, []
+                self._write(batch)
+        finally:
+            with self._lock:
+                self._writer = None
+                if self._queue:
+                    self._start_writer()
 
     def _write(self, batch: list[PendingCommit]) -> None:
         try:

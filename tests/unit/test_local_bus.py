@@ -752,3 +752,19 @@ def test_topology_is_persisted_for_the_next_open(tmp_path: Path) -> None:
     with SqliteBus(path, custom) as reopened:
         assert reopened.entities() == ["only-queue"]
         assert receive_one(reopened, "only-queue").message_id == "kept"
+
+
+def test_sent_messages_reach_the_database_file_without_a_checkpoint_on_commit(
+    bus: SqliteBus, tmp_path: Path
+) -> None:
+    """Commits only append to the WAL (the automatic checkpoint is a 40 MB backstop); the
+    background checkpointer copies them into the main file, where a reader of the file
+    alone (no WAL) finds them."""
+    database = tmp_path / "bus.db"
+    before = database.stat().st_size
+    bus.send(QUEUE, [message(f"m{number}", body=b"x" * 2000) for number in range(50)])
+    deadline = time.monotonic() + 5
+    while database.stat().st_size <= before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert database.stat().st_size > before + 50 * 2000
+    assert bus.depth(QUEUE).active == 50

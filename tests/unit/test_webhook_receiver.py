@@ -927,6 +927,26 @@ def test_queued_commits_share_one_write_and_a_bad_one_fails_alone(tmp_path: Path
     assert [m.message_id for m in received] == ["m1", "m2", "m3"]
 
 
+def test_an_idle_commit_writer_ends_and_the_next_commit_starts_another(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("core.webhooks.receiver.COMMIT_WRITER_IDLE_SECONDS", 0.05)
+    bus = SqliteBus(tmp_path / "bus.sqlite")
+    committer = GroupCommit(bus, SqliteDocumentStore(tmp_path / "store.sqlite"))
+    queue = topology.INTEGRATION_COMMUNICATIONS
+
+    committer.commit(_pending(queue, "m1"))
+    first_writer = committer._writer
+    assert first_writer is not None
+    first_writer.join(5)
+    assert not first_writer.is_alive()
+    assert committer._writer is None
+
+    committer.commit(_pending(queue, "m2"))
+    received = bus.receive(queue, max_messages=10)
+    assert [m.message_id for m in received] == ["m1", "m2"]
+
+
 def test_a_registration_made_elsewhere_is_seen_once_the_miss_expires(world: World) -> None:
     world.clock.current = SLACK_NOW
     assert world.deliver("slack", slack_request()) == UNAUTHORIZED

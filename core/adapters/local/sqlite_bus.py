@@ -60,6 +60,13 @@ MAX_MESSAGE_BYTES = 256 * 1024
 """Service Bus standard tier's message size limit, enforced locally so an oversized
 message fails here rather than only in Azure."""
 DUPLICATE_PURGE_INTERVAL_SECONDS = 60.0
+CHECKPOINT_INTERVAL_SECONDS = 0.25
+"""How often, at most, the background checkpointer copies the WAL into the database."""
+CHECKPOINTER_IDLE_SECONDS = 5.0
+"""A checkpointer with no writes for this long ends its thread; the next write starts one."""
+WAL_AUTOCHECKPOINT_PAGES = 10_000
+"""SQLite's own checkpoint on commit, kept as a backstop (40 MB of WAL) for when the
+background checkpointer cannot keep up or a process only settles messages."""
 
 _BUSY_TIMEOUT_SECONDS = 30.0
 _FIRST_POLL_SECONDS = 0.02
@@ -270,14 +277,67 @@ class _Arrivals:
             condition.wait(timeout)
 
 
+class _Checkpointer:
+    """Copies the WAL back into the database from a background thread.
+
+    With SQLite's automatic checkpoint, every thousandth page committed makes that commit
+    copy the WAL and fsync the database while holding the write lock: a sender stalls for
+    tens of milliseconds, and so does every sender queued behind it. A PASSIVE checkpoint
+    here runs beside the writers instead. Commits stay exactly as durable (WAL, synchronous
+    NORMAL); only the copy into the main file moves off their path.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._due = threading.Event()
+        self._lock = threading.Lock()
+        self._running = False
+
+    def request(self) -> None:
+        """Called after a write: a checkpoint follows within `CHECKPOINT_INTERVAL_SECONDS`."""
+        self._due.set()
+        if self._running:
+            return
+        with self._lock:
+            if self._running:
+                return
+            self._running = True
+        threading.Thread(target=self._run, name="sqlite-bus-checkpoint", daemon=True).start()
+
+    def _run(self) -> None:
+        try:
+            conn = sqlite3.connect(self._path, timeout=_BUSY_TIMEOUT_SECONDS, isolation_level=None)
+        except sqlite3.Error:
+            logger.warning("bus: cannot open %s to checkpoint it", self._path, exc_info=True)
+            with self._lock:
+                self._running = False
+            return
+        try:
+            while True:
+                if not self._due.wait(CHECKPOINTER_IDLE_SECONDS):
+                    with self._lock:
+                        if not self._due.is_set():
+                            self._running = False
+                            return
+                self._due.clear()
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                except sqlite3.Error:
+                    logger.warning("bus: checkpoint of %s failed", self._path, exc_info=True)
+                time.sleep(CHECKPOINT_INTERVAL_SECONDS)
+        finally:
+            conn.close()
+
+
 class _SharedFile:
     """What every SqliteBus in this process shares for one database file."""
 
-    __slots__ = ("__weakref__", "arrivals", "write_lock")
+    __slots__ = ("__weakref__", "arrivals", "checkpointer", "write_lock")
 
-    def __init__(self) -> None:
+    def __init__(self, path: Path) -> None:
         self.write_lock = threading.Lock()
         self.arrivals = _Arrivals()
+        self.checkpointer = _Checkpointer(path)
 
 
 _SHARED_FILES: weakref.WeakValueDictionary[str, _SharedFile] = weakref.WeakValueDictionary()
@@ -289,7 +349,7 @@ def _shared_file(path: Path) -> _SharedFile:
     with _SHARED_FILES_LOCK:
         shared = _SHARED_FILES.get(key)
         if shared is None:
-            shared = _SHARED_FILES[key] = _SharedFile()
+            shared = _SHARED_FILES[key] = _SharedFile(Path(key))
         return shared
 
 
@@ -514,6 +574,7 @@ class SqliteBus:
                         self._next_duplicate_purge = now + DUPLICATE_PURGE_INTERVAL_SECONDS
             except sqlite3.Error as exc:
                 raise self._translate(exc, entity) from exc
+        self._shared.checkpointer.request()
         if landed:
             self._shared.arrivals.announce(landed)
 
@@ -794,6 +855,7 @@ class SqliteBus:
                 ).rowcount
             except sqlite3.Error as exc:
                 raise self._translate(exc, message.entity) from exc
+        self._shared.checkpointer.request()
         if not changed:
             raise _lock_lost(message)
         return now
@@ -930,6 +992,7 @@ class SqliteBus:
                 check_same_thread=False,
             )
             conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
         except sqlite3.Error as exc:
             raise self._translate(exc, str(self._path)) from exc
         with self._connections_lock:
