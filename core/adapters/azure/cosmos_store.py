@@ -56,6 +56,7 @@ from azure.cosmos.exceptions import CosmosClientTimeoutError, CosmosHttpResponse
 from core.config import Settings
 from core.containers import CONTAINERS
 from core.continuation import decode_token, encode_token, fingerprint
+from core.documents import document_keys, encode_document
 from core.errors import (
     AuthError,
     ConflictError,
@@ -68,9 +69,6 @@ from core.ports import ContainerSpec, Document, Filter, Page
 
 MAX_PAGE_SIZE = 1000
 MAX_IN_VALUES = 1000
-MAX_DOCUMENT_BYTES = 2 * 1024 * 1024  # Cosmos DB's item size limit
-MAX_ID_BYTES = 1023  # Cosmos DB's id length limit
-INVALID_ID_CHARS = frozenset("/\\?#")  # characters Cosmos DB refuses in an id
 THROTTLE_RETRIES = 5
 THROTTLE_WAIT_SECONDS = 30
 UPSERT_CONCURRENCY = 8  # within the SDK's HTTP connection pool (10 per host)
@@ -97,7 +95,6 @@ _SYSTEM_FIELDS = ("_rid", "_self", "_attachments")
 _PATH = re.compile(r"[A-Za-z0-9_]+(?:\[\d+\])*(?:\.[A-Za-z0-9_]+(?:\[\d+\])*)*")
 _SEGMENT = re.compile(r"([A-Za-z0-9_]+)((?:\[\d+\])*)")
 _INT64 = (-(2**63), 2**63 - 1)
-_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 _RETRY_AFTER_HEADER = "x-ms-retry-after-ms"
 _OWNER_RESOURCE_NOT_FOUND = 1003
 _TRANSIENT_STATUSES = frozenset({408, 410, 429, 449, 500, 502, 503, 504})
@@ -638,54 +635,9 @@ def _public(doc: Mapping[str, Any]) -> Document:
 
 def _prepare(spec: ContainerSpec, doc: Document) -> _Prepared:
     """Validate as the SQLite store does, before anything is sent."""
-    if not isinstance(doc, Mapping):
-        raise PermanentError(
-            f"a document for {spec.name} must be a JSON object, got {type(doc).__name__}",
-            resource=spec.name,
-        )
-    doc_id = doc.get("id")
-    if not isinstance(doc_id, str) or not doc_id:
-        raise PermanentError(
-            f"document for container {spec.name} needs a non-empty string field 'id'",
-            resource=spec.name,
-        )
-    if not INVALID_ID_CHARS.isdisjoint(doc_id) or len(doc_id.encode()) > MAX_ID_BYTES:
-        raise PermanentError(
-            f"document id {doc_id!r} in container {spec.name} must not contain / \\ ? #"
-            f" and must be at most {MAX_ID_BYTES} bytes",
-            resource=spec.name,
-        )
-    partition_field = spec.partition_field
-    pk = doc.get(partition_field)
-    if not isinstance(pk, str):
-        raise PermanentError(
-            f"document {doc_id!r} for container {spec.name} needs the partition key field"
-            f" {partition_field!r} as a string",
-            resource=spec.name,
-        )
-    ttl = doc.get("ttl")
-    if ttl is not None and (
-        isinstance(ttl, bool) or not isinstance(ttl, int) or not (ttl > 0 or ttl == -1)
-    ):
-        raise PermanentError(
-            f"document {doc_id!r} in container {spec.name}: field 'ttl' must be a positive"
-            f" integer number of seconds or -1, got {ttl!r}",
-            resource=spec.name,
-        )
+    doc_id, pk, _ = document_keys(spec, doc)
     body = {key: value for key, value in doc.items() if key not in _SYSTEM_FIELDS}
-    try:
-        size = len(_ENCODER.encode(body))
-    except (TypeError, ValueError) as exc:
-        raise PermanentError(
-            f"document {doc_id!r} in container {spec.name} is not JSON: {exc}",
-            resource=spec.name,
-        ) from exc
-    if size > MAX_DOCUMENT_BYTES:
-        raise PermanentError(
-            f"document {doc_id!r} in container {spec.name} is {size} bytes,"
-            f" over the {MAX_DOCUMENT_BYTES}-byte limit",
-            resource=spec.name,
-        )
+    encode_document(spec, doc_id, body)
     return _Prepared(body=body, pk=pk, id=doc_id)
 
 

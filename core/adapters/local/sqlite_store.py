@@ -46,6 +46,7 @@ from typing import Any
 
 from core.containers import CONTAINERS
 from core.continuation import decode_token, encode_token, fingerprint
+from core.documents import document_keys, encode_document
 from core.errors import ConflictError, NotFoundError, PermanentError, TransientError
 from core.ports import ContainerSpec, Document, Filter, Page
 
@@ -53,16 +54,12 @@ logger = logging.getLogger(__name__)
 
 MAX_PAGE_SIZE = 1000
 MAX_IN_VALUES = 1000
-MAX_DOCUMENT_BYTES = 2 * 1024 * 1024  # Cosmos DB's item size limit
-MAX_ID_BYTES = 1023  # Cosmos DB's id length limit
-INVALID_ID_CHARS = frozenset("/\\?#")  # characters Cosmos DB refuses in an id
 
 _TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _PATH = re.compile(r"[A-Za-z0-9_]+(?:\[\d+\])*(?:\.[A-Za-z0-9_]+(?:\[\d+\])*)*")
 _INT64 = (-(2**63), 2**63 - 1)
 _NOT_EXPIRED = "(expires_at IS NULL OR expires_at > :now)"
 _GET_MANY_CHUNK = 400
-_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)  # built once: hot path
 
 Scalar = str | int | float | bool | None
 
@@ -354,56 +351,13 @@ class SqliteDocumentStore:
 
     def _prepare(self, spec: ContainerSpec, doc: Document, now: float) -> _Row:
         """Validate, stamp `_etag`/`_ts` and serialise once."""
-        if not isinstance(doc, Mapping):
-            raise PermanentError(
-                f"a document for {spec.name} must be a JSON object, got {type(doc).__name__}",
-                resource=spec.name,
-            )
-        doc_id = doc.get("id")
-        if not isinstance(doc_id, str) or not doc_id:
-            raise PermanentError(
-                f"document for container {spec.name} needs a non-empty string field 'id'",
-                resource=spec.name,
-            )
-        if not INVALID_ID_CHARS.isdisjoint(doc_id) or len(doc_id.encode()) > MAX_ID_BYTES:
-            raise PermanentError(
-                f"document id {doc_id!r} in container {spec.name} must not contain / \\ ? #"
-                f" and must be at most {MAX_ID_BYTES} bytes",
-                resource=spec.name,
-            )
-        partition_field = spec.partition_field
-        pk = doc.get(partition_field)
-        if not isinstance(pk, str):
-            raise PermanentError(
-                f"document {doc_id!r} for container {spec.name} needs the partition key field"
-                f" {partition_field!r} as a string",
-                resource=spec.name,
-            )
-        ttl = doc.get("ttl")
+        doc_id, pk, ttl = document_keys(spec, doc)
         if ttl is None:
             ttl = spec.default_ttl_seconds
-        elif isinstance(ttl, bool) or not isinstance(ttl, int) or not (ttl > 0 or ttl == -1):
-            raise PermanentError(
-                f"document {doc_id!r} in container {spec.name}: field 'ttl' must be a positive"
-                f" integer number of seconds or -1, got {ttl!r}",
-                resource=spec.name,
-            )
         expires_at = None if ttl is None or ttl == -1 else now + ttl
         etag = uuid.uuid4().hex
         stored = {**doc, "_etag": etag, "_ts": int(now)}
-        try:
-            text = _ENCODER.encode(stored)
-        except (TypeError, ValueError) as exc:
-            raise PermanentError(
-                f"document {doc_id!r} in container {spec.name} is not JSON: {exc}",
-                resource=spec.name,
-            ) from exc
-        if len(text) > MAX_DOCUMENT_BYTES:
-            raise PermanentError(
-                f"document {doc_id!r} in container {spec.name} is {len(text)} bytes,"
-                f" over the {MAX_DOCUMENT_BYTES}-byte limit",
-                resource=spec.name,
-            )
+        text = encode_document(spec, doc_id, stored)
         columns = {
             "pk": pk,
             "id": doc_id,
