@@ -5,11 +5,12 @@ store adapters call these, so the embedded store refuses exactly what Cosmos ref
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from core.errors import PermanentError
-from core.ports import ContainerSpec
+from core.ports import ContainerSpec, Filter
 
 MAX_DOCUMENT_BYTES = 2 * 1024 * 1024  # Cosmos DB's item size limit
 MAX_ID_BYTES = 1023  # Cosmos DB's id length limit
@@ -71,3 +72,58 @@ def encode_document(spec: ContainerSpec, doc_id: str, body: Mapping[str, Any]) -
             resource=spec.name,
         )
     return text
+
+
+# --- filters ---------------------------------------------------------------------------
+
+FILTER_PATH = re.compile(r"[A-Za-z0-9_]+(?:\[\d+\])*(?:\.[A-Za-z0-9_]+(?:\[\d+\])*)*")
+"""Dotted names of letters, digits and '_', with optional [n] indexes: nothing else can
+reach a query, so no path can inject SQL."""
+COMPARISONS = ("==", "!=", "<", "<=", ">", ">=", "contains")
+_INT64 = (-(2**63), 2**63 - 1)
+
+Scalar = str | int | float | bool | None
+
+
+def check_path(spec: ContainerSpec, path: Any) -> str:
+    if not isinstance(path, str) or not FILTER_PATH.fullmatch(path):
+        raise PermanentError(
+            f"invalid document path {path!r} in container {spec.name}: use dotted names of"
+            " letters, digits and '_', with optional [n] indexes",
+            resource=spec.name,
+        )
+    return path
+
+
+def check_scalar(spec: ContainerSpec, condition: Filter, value: Any) -> Scalar:
+    if isinstance(value, bool) or value is None or isinstance(value, str | float):
+        return value
+    if isinstance(value, int) and _INT64[0] <= value <= _INT64[1]:
+        return value
+    raise PermanentError(
+        f"filter {condition.path!r} {condition.op!r} in container {spec.name}: value {value!r}"
+        " must be a string, a 64-bit integer, a float, a boolean or None",
+        resource=spec.name,
+    )
+
+
+def exists_wanted(spec: ContainerSpec, condition: Filter) -> bool:
+    """An `exists` filter's value: True/None (defined) or False (not defined)."""
+    if condition.value is None or condition.value is True:
+        return True
+    if condition.value is False:
+        return False
+    raise PermanentError(
+        f"filter {condition.path!r} 'exists' in container {spec.name} takes True, False or"
+        f" None, got {condition.value!r}",
+        resource=spec.name,
+    )
+
+
+def check_comparison(spec: ContainerSpec, condition: Filter) -> None:
+    if condition.op not in COMPARISONS:
+        raise PermanentError(
+            f"unknown filter operator {condition.op!r} on {condition.path!r} in container"
+            f" {spec.name}",
+            resource=spec.name,
+        )

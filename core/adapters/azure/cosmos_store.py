@@ -56,7 +56,15 @@ from azure.cosmos.exceptions import CosmosClientTimeoutError, CosmosHttpResponse
 from core.config import Settings
 from core.containers import CONTAINERS
 from core.continuation import decode_token, encode_token, fingerprint
-from core.documents import document_keys, encode_document
+from core.documents import (
+    Scalar,
+    check_comparison,
+    check_path,
+    check_scalar,
+    document_keys,
+    encode_document,
+    exists_wanted,
+)
 from core.errors import (
     AuthError,
     ConflictError,
@@ -92,9 +100,7 @@ EXCLUDED_INDEX_PATHS = ('/"_etag"/?', "/rawData/*", "/structuredData/rawData/*")
 """Raw provider payloads are stored for replay and audit, never queried: not indexed."""
 
 _SYSTEM_FIELDS = ("_rid", "_self", "_attachments")
-_PATH = re.compile(r"[A-Za-z0-9_]+(?:\[\d+\])*(?:\.[A-Za-z0-9_]+(?:\[\d+\])*)*")
 _SEGMENT = re.compile(r"([A-Za-z0-9_]+)((?:\[\d+\])*)")
-_INT64 = (-(2**63), 2**63 - 1)
 _RETRY_AFTER_HEADER = "x-ms-retry-after-ms"
 _OWNER_RESOURCE_NOT_FOUND = 1003
 _TRANSIENT_STATUSES = frozenset({408, 410, 429, 449, 500, 502, 503, 504})
@@ -114,8 +120,6 @@ _RANK_PREDICATES = (
     "IS_OBJECT({0})",
 )
 _COMPARABLE_RANKS = frozenset({2, 3, 4})
-
-Scalar = str | int | float | bool | None
 
 
 # -------------------------------------------------------------------------------------
@@ -647,16 +651,11 @@ def _prepare(spec: ContainerSpec, doc: Document) -> _Prepared:
 
 
 def _segments(spec: ContainerSpec, path: str) -> list[str | int]:
-    if not isinstance(path, str) or not _PATH.fullmatch(path):
-        raise PermanentError(
-            f"invalid document path {path!r} in container {spec.name}: use dotted names of"
-            " letters, digits and '_', with optional [n] indexes",
-            resource=spec.name,
-        )
+    check_path(spec, path)
     segments: list[str | int] = []
     for part in path.split("."):
         match = _SEGMENT.fullmatch(part)
-        assert match is not None  # the whole path matched _PATH
+        assert match is not None  # the whole path matched FILTER_PATH
         segments.append(match.group(1))
         segments.extend(int(index) for index in re.findall(r"\[(\d+)\]", match.group(2)))
     return segments
@@ -682,18 +681,6 @@ def _sort_keys(spec: ContainerSpec, order_by: str) -> list[str]:
     return keys
 
 
-def _check_scalar(spec: ContainerSpec, condition: Filter, value: Any) -> Scalar:
-    if isinstance(value, bool) or value is None or isinstance(value, str | float):
-        return value
-    if isinstance(value, int) and _INT64[0] <= value <= _INT64[1]:
-        return value
-    raise PermanentError(
-        f"filter {condition.path!r} {condition.op!r} in container {spec.name}: value {value!r}"
-        " must be a string, a 64-bit integer, a float, a boolean or None",
-        resource=spec.name,
-    )
-
-
 def _equals(ref: str, value: Scalar, params: _Params) -> str:
     """Cosmos' `=` is type-strict already: `1` never equals `true` or `"1"`."""
     if value is None:
@@ -705,23 +692,11 @@ def _compile_filter(spec: ContainerSpec, condition: Filter, params: _Params) -> 
     ref = _ref(spec, condition.path)
     op, value = condition.op, condition.value
     if op == "exists":
-        if value is None or value is True:
-            return f"IS_DEFINED({ref})"
-        if value is False:
-            return f"NOT IS_DEFINED({ref})"
-        raise PermanentError(
-            f"filter {condition.path!r} 'exists' in container {spec.name} takes True, False or"
-            f" None, got {value!r}",
-            resource=spec.name,
-        )
+        return f"IS_DEFINED({ref})" if exists_wanted(spec, condition) else f"NOT IS_DEFINED({ref})"
     if op == "in":
         return _in(spec, condition, ref, params)
-    if op not in ("==", "!=", "<", "<=", ">", ">=", "contains"):
-        raise PermanentError(
-            f"unknown filter operator {op!r} on {condition.path!r} in container {spec.name}",
-            resource=spec.name,
-        )
-    scalar = _check_scalar(spec, condition, value)
+    check_comparison(spec, condition)
+    scalar = check_scalar(spec, condition, value)
     if op == "==":
         return _equals(ref, scalar, params)
     if op == "!=":
@@ -765,7 +740,7 @@ def _in(spec: ContainerSpec, condition: Filter, ref: str, params: _Params) -> st
             f" over the limit of {MAX_IN_VALUES}",
             resource=spec.name,
         )
-    scalars = [_check_scalar(spec, condition, value) for value in values]
+    scalars = [check_scalar(spec, condition, value) for value in values]
     if not scalars:
         return "false"
     bound = ", ".join(params.bind(value) for value in scalars)

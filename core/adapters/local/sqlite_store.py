@@ -46,7 +46,15 @@ from typing import Any
 
 from core.containers import CONTAINERS
 from core.continuation import decode_token, encode_token, fingerprint
-from core.documents import document_keys, encode_document
+from core.documents import (
+    Scalar,
+    check_comparison,
+    check_path,
+    check_scalar,
+    document_keys,
+    encode_document,
+    exists_wanted,
+)
 from core.errors import ConflictError, NotFoundError, PermanentError, TransientError
 from core.ports import ContainerSpec, Document, Filter, Page
 
@@ -56,12 +64,8 @@ MAX_PAGE_SIZE = 1000
 MAX_IN_VALUES = 1000
 
 _TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_PATH = re.compile(r"[A-Za-z0-9_]+(?:\[\d+\])*(?:\.[A-Za-z0-9_]+(?:\[\d+\])*)*")
-_INT64 = (-(2**63), 2**63 - 1)
 _NOT_EXPIRED = "(expires_at IS NULL OR expires_at > :now)"
 _GET_MANY_CHUNK = 400
-
-Scalar = str | int | float | bool | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -492,30 +496,13 @@ def sqlite_errors(resource: str) -> Iterator[None]:
 
 
 def _operand(spec: ContainerSpec, path: str, params: _Params) -> _Operand:
-    if not isinstance(path, str) or not _PATH.fullmatch(path):
-        raise PermanentError(
-            f"invalid document path {path!r} in container {spec.name}: use dotted names of"
-            " letters, digits and '_', with optional [n] indexes",
-            resource=spec.name,
-        )
+    check_path(spec, path)
     if path == "id":
         return _Operand("id", "'text'")
     if path == spec.partition_field:
         return _Operand("pk", "'text'")
     bound = params.bind(f"$.{path}")
     return _Operand(f"json_extract(doc, {bound})", f"json_type(doc, {bound})")
-
-
-def _check_scalar(spec: ContainerSpec, condition: Filter, value: Any) -> Scalar:
-    if isinstance(value, bool) or value is None or isinstance(value, str | float):
-        return value
-    if isinstance(value, int) and _INT64[0] <= value <= _INT64[1]:
-        return value
-    raise PermanentError(
-        f"filter {condition.path!r} {condition.op!r} in container {spec.name}: value {value!r}"
-        " must be a string, a 64-bit integer, a float, a boolean or None",
-        resource=spec.name,
-    )
 
 
 def _equals(operand: _Operand, value: Scalar, params: _Params) -> str:
@@ -568,7 +555,7 @@ def _in(spec: ContainerSpec, condition: Filter, operand: _Operand, params: _Para
             f" over the limit of {MAX_IN_VALUES}",
             resource=spec.name,
         )
-    scalars = [_check_scalar(spec, condition, value) for value in values]
+    scalars = [check_scalar(spec, condition, value) for value in values]
     strings = sorted({value for value in scalars if isinstance(value, str)})
     numbers = sorted(
         {
@@ -596,23 +583,12 @@ def _compile_filter(spec: ContainerSpec, condition: Filter, params: _Params) -> 
     operand = _operand(spec, condition.path, params)
     op, value = condition.op, condition.value
     if op == "exists":
-        if value is None or value is True:
-            return f"{operand.type_sql} IS NOT NULL"
-        if value is False:
-            return f"{operand.type_sql} IS NULL"
-        raise PermanentError(
-            f"filter {condition.path!r} 'exists' in container {spec.name} takes True, False or"
-            f" None, got {value!r}",
-            resource=spec.name,
-        )
+        null_test = "IS NOT NULL" if exists_wanted(spec, condition) else "IS NULL"
+        return f"{operand.type_sql} {null_test}"
     if op == "in":
         return _in(spec, condition, operand, params)
-    if op not in ("==", "!=", "<", "<=", ">", ">=", "contains"):
-        raise PermanentError(
-            f"unknown filter operator {op!r} on {condition.path!r} in container {spec.name}",
-            resource=spec.name,
-        )
-    scalar = _check_scalar(spec, condition, value)
+    check_comparison(spec, condition)
+    scalar = check_scalar(spec, condition, value)
     if op == "==":
         return _equals(operand, scalar, params)
     if op == "!=":
