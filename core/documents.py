@@ -12,6 +12,7 @@ from typing import Any
 from core.errors import PermanentError
 from core.ports import ContainerSpec, Filter
 
+MAX_PAGE_SIZE = 1000
 MAX_DOCUMENT_BYTES = 2 * 1024 * 1024  # Cosmos DB's item size limit
 MAX_ID_BYTES = 1023  # Cosmos DB's id length limit
 INVALID_ID_CHARS = frozenset("/\\?#")  # characters Cosmos DB refuses in an id
@@ -127,3 +128,12 @@ def check_comparison(spec: ContainerSpec, condition: Filter) -> None:
             f" {spec.name}",
             resource=spec.name,
         )
+
+
+def check_limit(container: str, limit: Any) -> int:
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE_SIZE:
+        raise PermanentError(
+            f"limit must be an integer from 1 to {MAX_PAGE_SIZE}, got {limit!r}",
+            resource=container,
+        )
+    return limit

@@ -15,7 +15,6 @@ trigger needs `BLOBS=folder`.
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
@@ -38,6 +37,7 @@ from azure.storage.blob import (
     generate_blob_sas,
 )
 
+from core.blob_names import check_container, check_metadata, check_name
 from core.config import Settings
 from core.errors import (
     AuthError,
@@ -49,11 +49,8 @@ from core.errors import (
 from core.ports import BlobInfo
 
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
-MAX_NAME_LENGTH = 1024
 MAX_SAS_LIFETIME = timedelta(days=7)  # a user delegation key's longest validity
 
-_CONTAINER_NAME = re.compile(r"(?=.{3,63}\Z)[a-z0-9]+(?:-[a-z0-9]+)*")
-_METADATA_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 _CLOCK_SKEW = timedelta(minutes=5)
 
@@ -173,13 +170,13 @@ class AzureBlobStore:
         content_type: str | None = None,
         metadata: Mapping[str, str] | None = None,
     ) -> BlobInfo:
-        resource = _check_name(container, name)
+        resource = check_name(container, name)
         if not isinstance(data, bytes | bytearray | memoryview):
             raise PermanentError(
                 f"blob {resource} data must be bytes, got {type(data).__name__}",
                 resource=resource,
             )
-        clean_metadata = _check_metadata(resource, metadata or {})
+        clean_metadata = check_metadata(resource, metadata or {})
         content_type = content_type or DEFAULT_CONTENT_TYPE
         blob = self._service.get_blob_client(container, name)
         upload: dict[str, Any] = {
@@ -213,7 +210,7 @@ class AzureBlobStore:
             self._known_containers.add(container)
 
     def delete(self, container: str, name: str) -> bool:
-        resource = _check_name(container, name)
+        resource = check_name(container, name)
         with blob_errors(resource):
             try:
                 self._service.get_blob_client(container, name).delete_blob()
@@ -224,12 +221,12 @@ class AzureBlobStore:
     # ---------------------------------------------------------------- reads
 
     def get(self, container: str, name: str) -> bytes:
-        resource = _check_name(container, name)
+        resource = check_name(container, name)
         with blob_errors(resource):
             return self._service.get_blob_client(container, name).download_blob().readall()
 
     def info(self, container: str, name: str) -> BlobInfo | None:
-        resource = _check_name(container, name)
+        resource = check_name(container, name)
         with blob_errors(resource):
             try:
                 properties = self._service.get_blob_client(container, name).get_blob_properties()
@@ -240,7 +237,7 @@ class AzureBlobStore:
     def list(self, container: str, *, prefix: str = "") -> Iterator[BlobInfo]:
         """Blobs whose name starts with `prefix`, in name order; none for a container that
         does not exist yet."""
-        _check_container(container)
+        check_container(container)
         return self._list(container, prefix)
 
     def _list(self, container: str, prefix: str) -> Iterator[BlobInfo]:
@@ -256,7 +253,7 @@ class AzureBlobStore:
 
     def download_url(self, container: str, name: str, *, expires_in: timedelta) -> str:
         """A read-only SAS URL valid for `expires_in` (at most 7 days)."""
-        resource = _check_name(container, name)
+        resource = check_name(container, name)
         if expires_in <= timedelta(0) or expires_in > MAX_SAS_LIFETIME:
             raise PermanentError(
                 f"expires_in must be positive and at most {MAX_SAS_LIFETIME}, got {expires_in}",
@@ -297,54 +294,6 @@ class AzureBlobStore:
 # -------------------------------------------------------------------------------------
 # validation
 # -------------------------------------------------------------------------------------
-
-
-def _check_container(container: str) -> None:
-    if not isinstance(container, str) or not _CONTAINER_NAME.fullmatch(container):
-        raise PermanentError(
-            f"invalid blob container name {container!r}: use 3-63 lowercase letters, digits"
-            " and single hyphens, starting and ending with a letter or digit",
-            resource=str(container),
-        )
-
-
-def _check_name(container: str, name: str) -> str:
-    """Validate both names; returns `container/name` for messages."""
-    _check_container(container)
-    if (
-        not isinstance(name, str)
-        or not name
-        or len(name) > MAX_NAME_LENGTH
-        or name.startswith("/")
-        or "\\" in name
-        or "\x00" in name
-        or any(part in ("", ".", "..") for part in name.split("/"))
-    ):
-        raise PermanentError(
-            f"invalid blob name {name!r} in container {container!r}: use 1-{MAX_NAME_LENGTH}"
-            " characters, '/'-separated, without '..', '.', empty segments, a leading '/',"
-            " backslashes or NUL",
-            resource=f"{container}/{name}",
-        )
-    return f"{container}/{name}"
-
-
-def _check_metadata(resource: str, metadata: Mapping[str, str]) -> dict[str, str]:
-    clean: dict[str, str] = {}
-    for key, value in metadata.items():
-        if not isinstance(key, str) or not _METADATA_KEY.fullmatch(key):
-            raise PermanentError(
-                f"blob {resource}: metadata key {key!r} must be an identifier"
-                " (letters, digits, '_', not starting with a digit)",
-                resource=resource,
-            )
-        if not isinstance(value, str) or not value.isascii():
-            raise PermanentError(
-                f"blob {resource}: metadata value of {key!r} must be an ASCII string",
-                resource=resource,
-            )
-        clean[key] = value
-    return clean
 
 
 def _utc(value: datetime) -> datetime:

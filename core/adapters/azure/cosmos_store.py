@@ -59,6 +59,7 @@ from core.continuation import decode_token, encode_token, fingerprint
 from core.documents import (
     Scalar,
     check_comparison,
+    check_limit,
     check_path,
     check_scalar,
     document_keys,
@@ -75,7 +76,6 @@ from core.errors import (
 )
 from core.ports import ContainerSpec, Document, Filter, Page
 
-MAX_PAGE_SIZE = 1000
 MAX_IN_VALUES = 1000
 THROTTLE_RETRIES = 5
 THROTTLE_WAIT_SECONDS = 30
@@ -410,11 +410,7 @@ class CosmosDocumentStore:
         continuation: str | None = None,
     ) -> Page:
         spec = self._spec(container)
-        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE_SIZE:
-            raise PermanentError(
-                f"limit must be an integer from 1 to {MAX_PAGE_SIZE}, got {limit!r}",
-                resource=container,
-            )
+        check_limit(container, limit)
         params = _Params()
         clauses = self._where(spec, partition_key, filters, params)
         keys = self._order_keys(spec, order_by)

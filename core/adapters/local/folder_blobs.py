@@ -19,7 +19,6 @@ from __future__ import annotations
 import builtins
 import json
 import os
-import re
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -27,15 +26,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from core.adapters.local.sqlite_store import SqliteConnections, sqlite_errors, write_transaction
+from core.blob_names import check_container, check_metadata, check_name
 from core.errors import NotFoundError, PermanentError, TransientError
 from core.ports import BlobInfo
 
 INDEX_FILE = "_index.sqlite"
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
-MAX_NAME_LENGTH = 1024
 
-_CONTAINER_NAME = re.compile(r"(?=.{3,63}\Z)[a-z0-9]+(?:-[a-z0-9]+)*")
-_METADATA_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _COLUMNS = "container, name, size, content_type, metadata, etag, created_at, sequence"
 
 
@@ -77,22 +74,7 @@ class FolderBlobStore:
         self._connections.close()
 
     def _path(self, container: str, name: str) -> Path:
-        _check_container(container)
-        if (
-            not isinstance(name, str)
-            or not name
-            or len(name) > MAX_NAME_LENGTH
-            or name.startswith("/")
-            or "\\" in name
-            or "\x00" in name
-            or any(part in ("", ".", "..") for part in name.split("/"))
-        ):
-            raise PermanentError(
-                f"invalid blob name {name!r} in container {container!r}: use 1-{MAX_NAME_LENGTH}"
-                " characters, '/'-separated, without '..', '.', empty segments, a leading '/',"
-                " backslashes or NUL",
-                resource=f"{container}/{name}",
-            )
+        check_name(container, name)
         return self._root / container / name
 
     # ---------------------------------------------------------------- writes
@@ -112,7 +94,7 @@ class FolderBlobStore:
                 f"blob {container}/{name} data must be bytes, got {type(data).__name__}",
                 resource=f"{container}/{name}",
             )
-        clean_metadata = _check_metadata(container, name, metadata or {})
+        clean_metadata = check_metadata(f"{container}/{name}", metadata or {})
         temporary = self._write_temporary(container, name, path, data)
         etag = uuid.uuid4().hex
         created_at = self._clock()
@@ -224,7 +206,7 @@ class FolderBlobStore:
 
     def list(self, container: str, *, prefix: str = "") -> Iterator[BlobInfo]:
         """Blobs whose name starts with `prefix`, in name order (as Azure lists them)."""
-        _check_container(container)
+        check_container(container)
         conn = self._connection()
         with sqlite_errors(container):
             rows = conn.execute(
@@ -265,33 +247,6 @@ class FolderBlobStore:
         conn = self._connection()
         with sqlite_errors(INDEX_FILE):
             conn.execute("SELECT 1").fetchone()
-
-
-def _check_container(container: str) -> None:
-    if not isinstance(container, str) or not _CONTAINER_NAME.fullmatch(container):
-        raise PermanentError(
-            f"invalid blob container name {container!r}: use 3-63 lowercase letters, digits"
-            " and single hyphens, starting and ending with a letter or digit",
-            resource=str(container),
-        )
-
-
-def _check_metadata(container: str, name: str, metadata: Mapping[str, str]) -> dict[str, str]:
-    clean: dict[str, str] = {}
-    for key, value in metadata.items():
-        if not isinstance(key, str) or not _METADATA_KEY.fullmatch(key):
-            raise PermanentError(
-                f"blob {container}/{name}: metadata key {key!r} must be an identifier"
-                " (letters, digits, '_', not starting with a digit)",
-                resource=f"{container}/{name}",
-            )
-        if not isinstance(value, str) or not value.isascii():
-            raise PermanentError(
-                f"blob {container}/{name}: metadata value of {key!r} must be an ASCII string",
-                resource=f"{container}/{name}",
-            )
-        clean[key] = value
-    return clean
 
 
 def _replace(temporary: Path, path: Path, container: str, name: str) -> None:

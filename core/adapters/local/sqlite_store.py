@@ -49,6 +49,7 @@ from core.continuation import decode_token, encode_token, fingerprint
 from core.documents import (
     Scalar,
     check_comparison,
+    check_limit,
     check_path,
     check_scalar,
     document_keys,
@@ -60,7 +61,6 @@ from core.ports import ContainerSpec, Document, Filter, Page
 
 logger = logging.getLogger(__name__)
 
-MAX_PAGE_SIZE = 1000
 MAX_IN_VALUES = 1000
 
 _TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -192,11 +192,7 @@ class SqliteDocumentStore:
         continuation: str | None = None,
     ) -> Page:
         spec = self._spec(container)
-        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE_SIZE:
-            raise PermanentError(
-                f"limit must be an integer from 1 to {MAX_PAGE_SIZE}, got {limit!r}",
-                resource=container,
-            )
+        check_limit(container, limit)
         params = _Params()
         where = self._where(spec, partition_key, filters, params)
         query_id = fingerprint(container, where, params.values, order_by, descending)
