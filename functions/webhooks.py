@@ -15,8 +15,9 @@ ANONYMOUS = func.AuthLevel.ANONYMOUS
 
 
 @bp.route(route="webhooks/{provider}/{integrationId}", methods=["POST"], auth_level=ANONYMOUS)
-def webhook_receive(req: func.HttpRequest) -> func.HttpResponse:
-    reply = get_runtime().webhook_receiver.receive(
+async def webhook_receive(req: func.HttpRequest) -> func.HttpResponse:
+    """A coroutine: receipt waits on the shared commit without holding a worker thread."""
+    reply = await get_runtime().webhook_receiver.receive(
         WebhookDelivery(
             scheme=req.route_params["provider"],
             integration_id=req.route_params["integrationId"],

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from core.local.invoker import HTTP, FunctionSpec, invoke
+from core.local.invoker import HTTP, FunctionSpec, invoke, invoke_async
 from core.local.routes import CompiledRoute, compile_route
 
 log = logging.getLogger("core.local.host")
@@ -114,10 +114,13 @@ def build_asgi_app(router: HttpRouter) -> Starlette:
         )
         correlation_id = request.headers.get("x-correlation-id")
         try:
-            call = functools.partial(invoke, spec, http_request, correlation_id=correlation_id)
-            result = await asyncio.get_running_loop().run_in_executor(
-                executor, contextvars.copy_context().run, call
-            )
+            if spec.is_async:
+                result = await invoke_async(spec, http_request, correlation_id=correlation_id)
+            else:
+                call = functools.partial(invoke, spec, http_request, correlation_id=correlation_id)
+                result = await asyncio.get_running_loop().run_in_executor(
+                    executor, contextvars.copy_context().run, call
+                )
         except Exception:
             log.exception("HTTP function '%s' raised", spec.name)
             return _json_error(500, f"function '{spec.name}' failed; see the host log")

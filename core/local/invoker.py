@@ -7,7 +7,8 @@ import inspect
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,8 +89,9 @@ def _read(app: Any) -> list[FunctionSpec]:
     return specs
 
 
-def invoke(spec: FunctionSpec, argument: Any, *, correlation_id: str | None = None) -> Any:
-    """Run one invocation with its log context and counters; exceptions propagate."""
+@contextmanager
+def _invocation(spec: FunctionSpec, correlation_id: str | None) -> Iterator[None]:
+    """The log context, counters and failure line of one invocation."""
     invocation_id = str(uuid.uuid4())
     started = time.perf_counter()
     metrics.FUNCTION_INVOCATIONS.labels(spec.name).inc()
@@ -97,9 +99,7 @@ def invoke(spec: FunctionSpec, argument: Any, *, correlation_id: str | None = No
         functionName=spec.name, invocationId=invocation_id, correlationId=correlation_id
     ):
         try:
-            result = spec.user_function(**{spec.arg_name: argument})
-            if inspect.isawaitable(result):
-                result = asyncio.run(_await(result))
+            yield
         except BaseException as exc:
             metrics.FUNCTION_FAILURES.labels(spec.name).inc()
             log.warning(
@@ -117,7 +117,25 @@ def invoke(spec: FunctionSpec, argument: Any, *, correlation_id: str | None = No
                 invocation_id,
                 (time.perf_counter() - started) * 1000,
             )
+
+
+def invoke(spec: FunctionSpec, argument: Any, *, correlation_id: str | None = None) -> Any:
+    """Run one invocation on this thread (a coroutine function on an event loop of its own);
+    exceptions propagate."""
+    with _invocation(spec, correlation_id):
+        result = spec.user_function(**{spec.arg_name: argument})
+        if inspect.isawaitable(result):
+            result = asyncio.run(_await(result))
         return result
+
+
+async def invoke_async(
+    spec: FunctionSpec, argument: Any, *, correlation_id: str | None = None
+) -> Any:
+    """Run a coroutine function on the running loop, as the Functions worker runs `async def`
+    functions: no thread hop, so it must not block."""
+    with _invocation(spec, correlation_id):
+        return await spec.user_function(**{spec.arg_name: argument})
 
 
 async def _await(awaitable: Any) -> Any:

@@ -13,10 +13,9 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, ValidationError, model_validator
-from pydantic_core import to_json
 
 from core.errors import PermanentError
-from core.models.events import SCHEMA_VERSION, EventEnvelope
+from core.models.events import SCHEMA_VERSION, EventEnvelope, envelope_message
 from core.models.integration import SyncCounters
 from core.models.shards import CamelModel, Count, NonEmptyStr, UtcDateTime
 from core.ports import OutboundMessage
@@ -327,40 +326,22 @@ def event_message(
     causation_id: str | None = None,
     shard_type_name: str | None = None,
 ) -> OutboundMessage:
-    """The bus message of one event, for the hot path: the payload is validated by its
-    model, the envelope is written straight to JSON (the same wire form as
-    `make_event(...).to_message(...)`, which receivers validate), and the envelope id is
-    the deterministic message id, so a re-publish is the same event. The payload is
-    serialised to JSON by pydantic once and spliced into the envelope (no Python dict of
-    the payload is built): this runs for every event of every record."""
+    """The bus message of one CRM event (`envelope_message`) once the payload is checked to
+    be its type's model and to agree with the given tenant and correlation id: this runs
+    for every event of every record."""
     expected = PAYLOAD_MODELS.get(event_type)
     if expected is None or type(payload) is not expected:
         raise ValueError(f"event {event_type} takes a {expected} payload, not {type(payload)}")
     fields = payload.__dict__
-    tenant = _agreeing("tenantId", None, fields.get("tenant_id"))
-    correlation = _agreeing("correlationId", correlation_id, fields.get("correlation_id"))
-    head = to_json(
-        {
-            "id": message_id,
-            "type": event_type,
-            "source": source,
-            "time": datetime.now(UTC).isoformat(),
-            "tenantId": tenant,
-            "correlationId": correlation,
-            "causationId": causation_id,
-            "schemaVersion": SCHEMA_VERSION,
-        }
-    )
-    data = payload.__pydantic_serializer__.to_json(payload, by_alias=True)
-    properties: dict[str, str | int | float | bool] = {"eventType": event_type, "tenantId": tenant}
-    if shard_type_name:
-        properties["shardTypeName"] = shard_type_name
-    return OutboundMessage(
-        body=b"".join((head[:-1], b',"data":', data, b"}")),
+    return envelope_message(
+        event_type,
+        payload,
+        source=source,
         message_id=message_id,
-        correlation_id=correlation,
-        subject=event_type,
-        application_properties=properties,
+        tenant_id=_agreeing("tenantId", None, fields.get("tenant_id")),
+        correlation_id=_agreeing("correlationId", correlation_id, fields.get("correlation_id")),
+        causation_id=causation_id,
+        properties={"shardTypeName": shard_type_name} if shard_type_name else None,
     )
 
 

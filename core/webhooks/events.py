@@ -17,8 +17,9 @@ from pydantic import ValidationError
 
 from core.errors import PermanentError
 from core.models.crm_events import EventPayload
-from core.models.events import EventEnvelope
+from core.models.events import EventEnvelope, envelope_message
 from core.models.shards import NonEmptyStr, UtcDateTime
+from core.ports import OutboundMessage
 
 WEBHOOK_RECEIVED = "integration.webhook.received"
 SOURCE = "webhook-receiver"
@@ -48,21 +49,20 @@ def message_id_for(idempotency_key: str) -> str:
     return hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]
 
 
-def webhook_event(payload: WebhookReceived) -> EventEnvelope:
-    """The envelope of one received event; its id is derived from the idempotency key when
-    there is one, so a republished event keeps its id."""
+def webhook_message(payload: WebhookReceived) -> OutboundMessage:
+    """The bus message of one received event; its id is derived from the idempotency key
+    when there is one, so a republished event keeps its id."""
     envelope_id = (
         message_id_for(payload.idempotency_key) if payload.idempotency_key else str(uuid.uuid4())
     )
-    return EventEnvelope.model_validate(
-        {
-            "id": envelope_id,
-            "type": WEBHOOK_RECEIVED,
-            "source": f"{SOURCE}/{payload.provider}",
-            "tenantId": payload.tenant_id,
-            "correlationId": payload.correlation_id,
-            "data": payload.model_dump(mode="json", by_alias=True),
-        }
+    return envelope_message(
+        WEBHOOK_RECEIVED,
+        payload,
+        source=f"{SOURCE}/{payload.provider}",
+        message_id=envelope_id,
+        tenant_id=payload.tenant_id,
+        correlation_id=payload.correlation_id,
+        properties={"provider": payload.provider},
     )
 
 

@@ -40,6 +40,7 @@ counters are always incremented. A process that stops loses at most that window'
 
 from __future__ import annotations
 
+import asyncio
 import fnmatch
 import hashlib
 import itertools
@@ -53,7 +54,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import StrEnum
+from enum import Enum, StrEnum
 from typing import Any
 
 from prometheus_client import Counter
@@ -67,7 +68,7 @@ from core.models import crm_events
 from core.models.integration import TenantIntegration
 from core.ports import BlobStore, Bus, Clock, DocumentStore, OutboundMessage, SecretStore
 from core.sync.executions import SyncExecutions
-from core.webhooks.events import SOURCE, WebhookReceived, message_id_for, webhook_event
+from core.webhooks.events import SOURCE, WebhookReceived, message_id_for, webhook_message
 from core.webhooks.registrations import (
     WebhookHealth,
     WebhookRegistration,
@@ -219,6 +220,13 @@ class ResolvedRegistration:
     secret: str | None = field(repr=False)
 
 
+class _Miss(Enum):
+    MISS = "miss"
+
+
+MISS = _Miss.MISS
+
+
 class RegistrationDirectory:
     """(integrationId, scheme) -> registration and its secret, cached briefly in-process.
 
@@ -245,6 +253,13 @@ class RegistrationDirectory:
         self._timer = timer
         self._entries: dict[tuple[str, str], tuple[float, ResolvedRegistration | None]] = {}
         self._lock = threading.Lock()
+
+    def cached(self, integration_id: str, scheme: str) -> ResolvedRegistration | _Miss | None:
+        """The cached answer, or `MISS` when only `resolve` (which reads the store) can tell."""
+        cached = self._entries.get((integration_id, scheme))
+        if cached is not None and cached[0] > self._timer():
+            return cached[1]
+        return MISS
 
     def resolve(self, integration_id: str, scheme: str) -> ResolvedRegistration | None:
         key = (integration_id, scheme)
@@ -490,19 +505,20 @@ class PendingCommit:
     """One delivery's publications; the commit fills in what became of them."""
 
     publications: list[Publication]
-    signal: threading.Event = field(default_factory=threading.Event)
     committed: bool = False
     error: Exception | None = None
     published: int = 0
     repeats: int = 0
+    done: asyncio.Future[None] | None = None
 
 
 class GroupCommit:
     """Deduplicates and writes the events of concurrent deliveries in shared operations:
     one idempotency read, one bus send per entity and one idempotency write for all of them.
 
-    Every caller blocks until the write that holds its work is done, so nothing is
-    acknowledged before its messages are durably enqueued; batching only shares the I/O.
+    Every caller awaits the write that holds its work, so nothing is acknowledged before
+    its messages are durably enqueued; batching only shares the I/O. Callers are coroutines
+    (the receipt runs on the event loop): the writer wakes each waiting loop once per batch.
     On the local SQLite stores each operation costs far more than the rows in it, and on
     Service Bus and Cosmos a batch saves round trips. One writer thread takes everything
     queued, writes it, and takes what queued meanwhile: always the same thread, so its
@@ -525,14 +541,15 @@ class GroupCommit:
         self._queue: list[PendingCommit] = []
         self._writer: threading.Thread | None = None
 
-    def commit(self, pending: PendingCommit) -> None:
+    async def commit(self, pending: PendingCommit) -> None:
+        pending.done = asyncio.get_running_loop().create_future()
         with self._lock:
             self._queue.append(pending)
             if self._writer is None:
                 self._start_writer()
             else:
                 self._queued.notify()
-        pending.signal.wait()
+        await pending.done
         if pending.error is not None:
             raise pending.error
 
@@ -574,10 +591,17 @@ class GroupCommit:
                     except Exception as own_error:
                         pending.error = own_error
         finally:
+            by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
             for pending in batch:
                 if not pending.committed and pending.error is None:
                     pending.error = TransientError("the shared webhook commit was interrupted")
-                pending.signal.set()
+                if pending.done is not None:
+                    by_loop.setdefault(pending.done.get_loop(), []).append(pending.done)
+            for loop, futures in by_loop.items():
+                try:
+                    loop.call_soon_threadsafe(_settle, futures)
+                except RuntimeError:
+                    log.warning("a webhook commit finished after its event loop closed")
 
     def _write_together(self, batch: list[PendingCommit]) -> None:
         wanted = {
@@ -614,6 +638,13 @@ class GroupCommit:
                 "published webhook events but could not record %d idempotency keys",
                 len(documents),
             )
+
+
+def _settle(futures: Iterable[asyncio.Future[None]]) -> None:
+    """On the waiters' loop; a waiter that went away (cancelled) is skipped."""
+    for future in futures:
+        if not future.done():
+            future.set_result(None)
 
 
 # --------------------------------------------------------------------------------------
@@ -662,14 +693,18 @@ class WebhookReceiver:
 
     # -- the delivery ------------------------------------------------------------------------
 
-    def receive(self, delivery: WebhookDelivery) -> WebhookReply:
+    async def receive(self, delivery: WebhookDelivery) -> WebhookReply:
+        """Runs on the event loop: the common path (a cached registration, verification, the
+        group commit) never blocks it; store, vault and blob calls off that path (a
+        registration not cached, a handshake's pending secret, a CRM sync request, a claim
+        check, a health write) run in worker threads."""
         scheme = delivery.scheme
         if scheme not in VERIFIERS:
             _count(metrics.WEBHOOKS_RECEIVED, "unknown", Outcome.UNKNOWN_PROVIDER)
             known = ", ".join(sorted(VERIFIERS))
             return WebhookReply.error(404, f"unknown webhook provider; known: {known}")
         try:
-            return self._receive(delivery)
+            return await self._receive(delivery)
         except PortError as exc:
             log.warning(
                 "%s webhook for integration %s not taken (%s): %s",
@@ -681,9 +716,11 @@ class WebhookReceiver:
             _count(metrics.WEBHOOKS_RECEIVED, scheme, Outcome.UNAVAILABLE)
             return _unavailable()
 
-    def _receive(self, delivery: WebhookDelivery) -> WebhookReply:
+    async def _receive(self, delivery: WebhookDelivery) -> WebhookReply:
         scheme, integration_id = delivery.scheme, delivery.integration_id
-        resolved = self.directory.resolve(integration_id, scheme)
+        resolved = self.directory.cached(integration_id, scheme)
+        if resolved is MISS:
+            resolved = await asyncio.to_thread(self.directory.resolve, integration_id, scheme)
         if resolved is None:
             _count(metrics.WEBHOOKS_RECEIVED, scheme, Outcome.UNKNOWN_REGISTRATION)
             log.warning("%s webhook for unregistered integration %s", scheme, integration_id)
@@ -691,13 +728,13 @@ class WebhookReceiver:
         registration = resolved.registration
         wait = self._limiter.acquire(integration_id)
         if wait > 0:
-            self._failed(registration, Outcome.RATE_LIMITED, "rate_limited")
+            await self._failed(registration, Outcome.RATE_LIMITED, "rate_limited")
             seconds = max(1, math.ceil(wait))
             return WebhookReply.error(
                 429, f"rate limit exceeded; retry after {seconds}s", {"Retry-After": str(seconds)}
             )
         if len(delivery.body) > MAX_BODY_BYTES:
-            self._failed(registration, Outcome.TOO_LARGE, "too_large")
+            await self._failed(registration, Outcome.TOO_LARGE, "too_large")
             return WebhookReply.error(
                 413, f"body of {len(delivery.body)} bytes exceeds the {MAX_BODY_BYTES}-byte limit"
             )
@@ -713,14 +750,16 @@ class WebhookReceiver:
                 verdict.reason.value,
                 verdict.detail,
             )
-            self._failed(registration, Outcome.REJECTED, failure_category(verdict.reason))
+            await self._failed(registration, Outcome.REJECTED, failure_category(verdict.reason))
             return UNAUTHORIZED
         if isinstance(verdict, Handshake):
             if verdict.pending_secret is not None:
-                self._keep_pending_secret(registration, verdict.pending_secret, now)
-            self._received(registration, Outcome.HANDSHAKE, now)
+                await asyncio.to_thread(
+                    self._keep_pending_secret, registration, verdict.pending_secret, now
+                )
+            await self._received(registration, Outcome.HANDSHAKE, now)
             return WebhookReply.of(verdict.response)
-        return self._accept(registration, verdict, now)
+        return await self._accept(registration, verdict, now)
 
     def _keep_pending_secret(
         self, registration: WebhookRegistration, token: str, now: datetime
@@ -743,7 +782,7 @@ class WebhookReceiver:
             registration.integration_id,
         )
 
-    def _accept(
+    async def _accept(
         self, registration: WebhookRegistration, verdict: Accepted, now: datetime
     ) -> WebhookReply:
         scheme = registration.provider
@@ -760,16 +799,24 @@ class WebhookReceiver:
         if subscribed:
             correlation_id = f"webhook-{secrets.token_hex(16)}-{int(now.timestamp() * 1000)}"
             if scheme in CRM_SCHEMES:
-                fresh = self._unseen(subscribed)
-                repeats = len(subscribed) - len(fresh)
-                publications = self._crm_publications(registration, fresh, correlation_id, now)
+                publications, repeats = await asyncio.to_thread(
+                    self._crm_publications, registration, subscribed, correlation_id, now
+                )
             else:
                 publications = self._event_publications(
                     registration, subscribed, correlation_id, now
                 )
+            oversized = [
+                publication.message
+                for publication in publications
+                if publication.message is not None
+                and len(publication.message.body) > self._inline_limit
+            ]
+            if oversized:
+                await asyncio.to_thread(self._offload, oversized, now)
             if publications:
                 pending = PendingCommit(publications)
-                self._committer.commit(pending)
+                await self._committer.commit(pending)
                 repeats += pending.repeats
                 if pending.published:
                     _count(
@@ -778,7 +825,9 @@ class WebhookReceiver:
         if repeats:
             _count(metrics.WEBHOOK_EVENTS, scheme, EventOutcome.DUPLICATE, repeats)
         duplicate = bool(subscribed) and repeats == len(subscribed)
-        self._received(registration, Outcome.DUPLICATE if duplicate else Outcome.ACCEPTED, now)
+        await self._received(
+            registration, Outcome.DUPLICATE if duplicate else Outcome.ACCEPTED, now
+        )
         return WebhookReply.of(verdict.response)
 
     # -- idempotency -------------------------------------------------------------------------
@@ -815,18 +864,19 @@ class WebhookReceiver:
 
     # -- publishing --------------------------------------------------------------------------
 
-    def _offload(self, message: OutboundMessage, now: datetime) -> None:
-        """A body over the inline limit goes to blob storage before its message is sent."""
-        body, properties = offload(
-            self._blobs,
-            message.body,
-            self._inline_limit,
-            content_type=message.content_type,
-            now=now,
-        )
-        if properties:
-            message.body = body
-            message.application_properties.update(properties)
+    def _offload(self, messages: Iterable[OutboundMessage], now: datetime) -> None:
+        """Bodies over the inline limit go to blob storage before their messages are sent."""
+        for message in messages:
+            body, properties = offload(
+                self._blobs,
+                message.body,
+                self._inline_limit,
+                content_type=message.content_type,
+                now=now,
+            )
+            if properties:
+                message.body = body
+                message.application_properties.update(properties)
 
     def _event_publications(
         self,
@@ -849,10 +899,7 @@ class WebhookReceiver:
                 received_at=now,
                 payload=item.event.payload,
             )
-            message = webhook_event(payload).to_message(
-                extra_properties={"provider": registration.provider}
-            )
-            self._offload(message, now)
+            message = webhook_message(payload)
             publications.append(
                 Publication(
                     queue_for(registration.provider, item.event),
@@ -868,12 +915,14 @@ class WebhookReceiver:
         events: Sequence[_Keyed],
         correlation_id: str,
         now: datetime,
-    ) -> list[Publication]:
-        """Records go out as raw CRM events; notifications that only name records request
-        their sync here and then only record their keys."""
+    ) -> tuple[list[Publication], int]:
+        """(publications, repeats). Records go out as raw CRM events; notifications that only
+        name records request their sync here and then only record their keys. Blocking (a
+        store read first, so a repeat requests no sync)."""
+        fresh = self._unseen(events)
         records: list[_Keyed] = []
         notifications: list[_Keyed] = []
-        for item in events:
+        for item in fresh:
             whole = registration.provider == "salesforce" and _carries_record(item.event)
             (records if whole else notifications).append(item)
         if notifications:
@@ -884,7 +933,6 @@ class WebhookReceiver:
         ]
         for item in records:
             message = self._record_message(registration, item, correlation_id)
-            self._offload(message, now)
             publications.append(
                 Publication(
                     topology.INTEGRATION_DATA_RAW,
@@ -892,7 +940,7 @@ class WebhookReceiver:
                     self._key_document(registration, item.key, now),
                 )
             )
-        return publications
+        return publications, len(events) - len(fresh)
 
     @staticmethod
     def _record_message(
@@ -985,16 +1033,22 @@ class WebhookReceiver:
 
     # -- health --------------------------------------------------------------------------------
 
-    def _received(self, registration: WebhookRegistration, outcome: Outcome, now: datetime) -> None:
+    async def _received(
+        self, registration: WebhookRegistration, outcome: Outcome, now: datetime
+    ) -> None:
         _count(metrics.WEBHOOKS_RECEIVED, registration.provider, outcome)
-        self._tally(registration, lambda tally: _count_received(tally, now))
+        await self._tally(registration, lambda tally: _count_received(tally, now))
 
-    def _failed(self, registration: WebhookRegistration, outcome: Outcome, category: str) -> None:
+    async def _failed(
+        self, registration: WebhookRegistration, outcome: Outcome, category: str
+    ) -> None:
         _count(metrics.WEBHOOKS_RECEIVED, registration.provider, outcome)
         now = self._clock.now()
-        self._tally(registration, lambda tally: _count_failure(tally, now, category))
+        await self._tally(registration, lambda tally: _count_failure(tally, now, category))
 
-    def _tally(self, registration: WebhookRegistration, count: Callable[[_Tally], None]) -> None:
+    async def _tally(
+        self, registration: WebhookRegistration, count: Callable[[_Tally], None]
+    ) -> None:
         key = (registration.tenant_id, registration.id)
         moment = self._timer()
         with self._tally_lock:
@@ -1006,7 +1060,7 @@ class WebhookReceiver:
                 return
             tally.flushed_at = moment
             taken = tally.take()
-        self._write_health([taken])
+        await asyncio.to_thread(self._write_health, [taken])
 
     def flush_health(self, tenant_id: str | None = None) -> None:
         """Write every pending tally now (one tenant's, or all): the API does before it shows

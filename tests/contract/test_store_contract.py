@@ -255,6 +255,25 @@ def test_document_ttl_overrides_the_container_default(
     assert ids(store.query(IDEMPOTENCY.name, partition_key=run_id).items) == ["never"]
 
 
+def test_get_many_reads_hundreds_of_keys_in_their_own_partitions_and_skips_expired_ones(
+    store: DocumentStore, clock: ManualClock, run_id: str
+) -> None:
+    """The idempotency container's shape: every key its own partition, more keys than one
+    statement takes, some of them expired."""
+    keys = [f"{run_id}-{n}" for n in range(450)]
+    store.upsert_many(
+        IDEMPOTENCY.name, [{"id": key, "key": key, "n": n} for n, key in enumerate(keys)]
+    )
+    store.upsert(IDEMPOTENCY.name, {"id": "short", "key": run_id, "ttl": 10})
+    clock.advance(11)
+
+    wanted = [(key, key) for key in keys] + [(run_id, "short"), (keys[0], "absent")]
+    found = store.get_many(IDEMPOTENCY.name, wanted)
+
+    assert set(found) == {(key, key) for key in keys}
+    assert [found[(key, key)]["n"] for key in keys] == list(range(450))
+
+
 def test_an_expired_document_can_be_created_again(
     store: DocumentStore, clock: ManualClock, run_id: str
 ) -> None:

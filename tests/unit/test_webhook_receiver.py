@@ -8,6 +8,7 @@ documentation; they are imported, not repeated.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import secrets
@@ -181,14 +182,17 @@ class World:
         return generated
 
     def deliver(self, provider: str, request: WebhookRequest) -> WebhookReply:
-        return self.receiver.receive(
-            WebhookDelivery(
-                provider,
-                self.integration_id,
-                request.method,
-                request.url,
-                dict(request.headers),
-                request.body,
+        """On an event loop of its own, as the Functions worker runs the coroutine."""
+        return asyncio.run(
+            self.receiver.receive(
+                WebhookDelivery(
+                    provider,
+                    self.integration_id,
+                    request.method,
+                    request.url,
+                    dict(request.headers),
+                    request.body,
+                )
             )
         )
 
@@ -902,7 +906,7 @@ def test_queued_commits_share_one_write_and_a_bad_one_fails_alone(tmp_path: Path
 
     def commit(name: str, pending: PendingCommit) -> None:
         try:
-            committer.commit(pending)
+            asyncio.run(committer.commit(pending))
             outcomes[name] = None
         except Exception as error:
             outcomes[name] = error
@@ -935,14 +939,14 @@ def test_an_idle_commit_writer_ends_and_the_next_commit_starts_another(
     committer = GroupCommit(bus, SqliteDocumentStore(tmp_path / "store.sqlite"))
     queue = topology.INTEGRATION_COMMUNICATIONS
 
-    committer.commit(_pending(queue, "m1"))
+    asyncio.run(committer.commit(_pending(queue, "m1")))
     first_writer = committer._writer
     assert first_writer is not None
     first_writer.join(5)
     assert not first_writer.is_alive()
     assert committer._writer is None
 
-    committer.commit(_pending(queue, "m2"))
+    asyncio.run(committer.commit(_pending(queue, "m2")))
     received = bus.receive(queue, max_messages=10)
     assert [m.message_id for m in received] == ["m1", "m2"]
 

@@ -122,6 +122,7 @@ class FolderBlobStore:
                 )
         finally:
             temporary.unlink(missing_ok=True)
+        self._connections.checkpointer.request()
         return BlobInfo(
             container=container,
             name=name,
@@ -160,6 +161,12 @@ class FolderBlobStore:
         return temporary
 
     def delete(self, container: str, name: str) -> bool:
+        try:
+            return self._delete(container, name)
+        finally:
+            self._connections.checkpointer.request()
+
+    def _delete(self, container: str, name: str) -> bool:
         path = self._path(container, name)
         conn = self._connection()
         with sqlite_errors(f"{container}/{name}"), write_transaction(conn):

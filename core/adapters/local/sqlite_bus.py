@@ -23,8 +23,7 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -33,6 +32,12 @@ from typing import Any, Literal
 
 from pydantic import TypeAdapter
 
+from core.adapters.local.sqlite_store import (
+    WAL_AUTOCHECKPOINT_PAGES,
+    WalCheckpointer,
+    insert_rows,
+    write_transaction,
+)
 from core.errors import (
     ConflictError,
     MessageLockLostError,
@@ -60,13 +65,6 @@ MAX_MESSAGE_BYTES = 256 * 1024
 """Service Bus standard tier's message size limit, enforced locally so an oversized
 message fails here rather than only in Azure."""
 DUPLICATE_PURGE_INTERVAL_SECONDS = 60.0
-CHECKPOINT_INTERVAL_SECONDS = 0.25
-"""How often, at most, the background checkpointer copies the WAL into the database."""
-CHECKPOINTER_IDLE_SECONDS = 5.0
-"""A checkpointer with no writes for this long ends its thread; the next write starts one."""
-WAL_AUTOCHECKPOINT_PAGES = 10_000
-"""SQLite's own checkpoint on commit, kept as a backstop (40 MB of WAL) for when the
-background checkpointer cannot keep up or a process only settles messages."""
 
 _BUSY_TIMEOUT_SECONDS = 30.0
 _FIRST_POLL_SECONDS = 0.02
@@ -120,13 +118,10 @@ _SCHEMA = (
     ) WITHOUT ROWID""",
 )
 
-_INSERT_MESSAGE = """
+_INSERT_MESSAGES = """
     INSERT INTO bus_messages (entity, visible_at, message_id, enqueued_at, scheduled_at,
-        expires_at, correlation_id, subject, content_type, properties, body)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
-_RECORD_MESSAGE_ID = (
-    "INSERT OR REPLACE INTO bus_duplicates (scope, message_id, expires_at) VALUES (?, ?, ?)"
-)
+        expires_at, correlation_id, subject, content_type, properties, body)"""
+_RECORD_MESSAGE_IDS = "INSERT OR REPLACE INTO bus_duplicates (scope, message_id, expires_at)"
 _PURGE_MESSAGE_IDS = "DELETE FROM bus_duplicates WHERE expires_at <= ?"
 _TOPOLOGY_VERSION = "SELECT value FROM bus_meta WHERE key = 'topology_version'"
 
@@ -277,58 +272,6 @@ class _Arrivals:
             condition.wait(timeout)
 
 
-class _Checkpointer:
-    """Copies the WAL back into the database from a background thread.
-
-    With SQLite's automatic checkpoint, every thousandth page committed makes that commit
-    copy the WAL and fsync the database while holding the write lock: a sender stalls for
-    tens of milliseconds, and so does every sender queued behind it. A PASSIVE checkpoint
-    here runs beside the writers instead. Commits stay exactly as durable (WAL, synchronous
-    NORMAL); only the copy into the main file moves off their path.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self._path = path
-        self._due = threading.Event()
-        self._lock = threading.Lock()
-        self._running = False
-
-    def request(self) -> None:
-        """Called after a write: a checkpoint follows within `CHECKPOINT_INTERVAL_SECONDS`."""
-        self._due.set()
-        if self._running:
-            return
-        with self._lock:
-            if self._running:
-                return
-            self._running = True
-        threading.Thread(target=self._run, name="sqlite-bus-checkpoint", daemon=True).start()
-
-    def _run(self) -> None:
-        try:
-            conn = sqlite3.connect(self._path, timeout=_BUSY_TIMEOUT_SECONDS, isolation_level=None)
-        except sqlite3.Error:
-            logger.warning("bus: cannot open %s to checkpoint it", self._path, exc_info=True)
-            with self._lock:
-                self._running = False
-            return
-        try:
-            while True:
-                if not self._due.wait(CHECKPOINTER_IDLE_SECONDS):
-                    with self._lock:
-                        if not self._due.is_set():
-                            self._running = False
-                            return
-                self._due.clear()
-                try:
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-                except sqlite3.Error:
-                    logger.warning("bus: checkpoint of %s failed", self._path, exc_info=True)
-                time.sleep(CHECKPOINT_INTERVAL_SECONDS)
-        finally:
-            conn.close()
-
-
 class _SharedFile:
     """What every SqliteBus in this process shares for one database file."""
 
@@ -337,7 +280,7 @@ class _SharedFile:
     def __init__(self, path: Path) -> None:
         self.write_lock = threading.Lock()
         self.arrivals = _Arrivals()
-        self.checkpointer = _Checkpointer(path)
+        self.checkpointer = WalCheckpointer(path, _BUSY_TIMEOUT_SECONDS)
 
 
 _SHARED_FILES: weakref.WeakValueDictionary[str, _SharedFile] = weakref.WeakValueDictionary()
@@ -355,18 +298,6 @@ def _shared_file(path: Path) -> _SharedFile:
 
 def _timestamp(value: float) -> datetime:
     return datetime.fromtimestamp(value, UTC)
-
-
-@contextmanager
-def _immediate(conn: sqlite3.Connection) -> Iterator[None]:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
 
 
 class SqliteBus:
@@ -408,7 +339,7 @@ class SqliteBus:
                         f"SQLite bus {self._path} cannot use WAL (journal_mode={mode})",
                         resource=str(self._path),
                     )
-                with _immediate(conn):
+                with write_transaction(conn):
                     for statement in _SCHEMA:
                         conn.execute(statement)
                     for queue in topology.queues:
@@ -439,7 +370,7 @@ class SqliteBus:
         conn = self._conn()
         with self._shared.write_lock:
             try:
-                with _immediate(conn):
+                with write_transaction(conn):
                     self._define(conn, kind, name, spec_json)
                     catalog = self._load_catalog(conn)
             except sqlite3.Error as exc:
@@ -563,7 +494,7 @@ class SqliteBus:
         conn = self._conn()
         with self._shared.write_lock:
             try:
-                with _immediate(conn):
+                with write_transaction(conn):
                     if conn.execute(_TOPOLOGY_VERSION).fetchone()[0] != self._catalog.version:
                         self._catalog = self._load_catalog(conn)
                     sendable = self._resolve_sendable(entity)
@@ -625,10 +556,8 @@ class SqliteBus:
                     )
                 )
                 landed.add(target.name)
-        if id_rows:
-            conn.executemany(_RECORD_MESSAGE_ID, id_rows)
-        if message_rows:
-            conn.executemany(_INSERT_MESSAGE, message_rows)
+        insert_rows(conn, _RECORD_MESSAGE_IDS, id_rows)
+        insert_rows(conn, _INSERT_MESSAGES, message_rows)
         if sendable.is_topic:
             unmatched = len(id_rows) - len({row[2] for row in message_rows})
             if unmatched:
@@ -923,7 +852,7 @@ class SqliteBus:
         with self._shared.write_lock:
             now = self._clock()
             try:
-                with _immediate(conn):
+                with write_transaction(conn):
                     if message_ids is None:
                         moved = conn.execute(_REPLAY, (now, entity)).rowcount
                     else:
