@@ -131,8 +131,12 @@ def _decode_recent(stored: Any) -> dict[str, str]:
         return {}
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str)
+"""Built once: `json.dumps` with options builds an encoder per call (per record here)."""
+
+
 def record_fingerprint(record: Mapping[str, Any]) -> str:
-    canonical = json.dumps(record, sort_keys=True, separators=(",", ":"), default=str)
+    canonical = _CANONICAL.encode(record)
     return hashlib.blake2b(canonical.encode(), digest_size=8).hexdigest()
 
 

@@ -67,6 +67,9 @@ message fails here rather than only in Azure."""
 DUPLICATE_PURGE_INTERVAL_SECONDS = 60.0
 
 _BUSY_TIMEOUT_SECONDS = 30.0
+_PROPERTIES_ENCODER = json.JSONEncoder(separators=(",", ":"))
+"""Built once: `json.dumps` with any option builds an encoder per call, which cost as much
+as the rest of preparing a message."""
 _FIRST_POLL_SECONDS = 0.02
 _MAX_POLL_SECONDS = 0.2
 _IDS_PER_QUERY = 500
@@ -1012,7 +1015,7 @@ def _prepare(entity: str, message: OutboundMessage) -> _Prepared:
             resource=entity,
         )
     properties = message.application_properties
-    properties_json = json.dumps(properties, separators=(",", ":")) if properties else None
+    properties_json = _PROPERTIES_ENCODER.encode(properties) if properties else None
     size = len(body) + (len(properties_json) if properties_json else 0)
     if size > MAX_MESSAGE_BYTES:
         raise PermanentError(
