@@ -262,15 +262,14 @@ class RegistrationDirectory:
         return MISS
 
     def resolve(self, integration_id: str, scheme: str) -> ResolvedRegistration | None:
-        key = (integration_id, scheme)
-        cached = self._entries.get(key)
+        cached = self.cached(integration_id, scheme)
+        if cached is not MISS:
+            return cached
         now = self._timer()
-        if cached is not None and cached[0] > now:
-            return cached[1]
         resolved = self._load(integration_id, scheme)
         expires = now + (self._ttl if resolved is not None else self._missing_ttl)
         with self._lock:
-            self._entries[key] = (expires, resolved)
+            self._entries[(integration_id, scheme)] = (expires, resolved)
             if len(self._entries) > self._max_entries:
                 self._evict(now)
         return resolved

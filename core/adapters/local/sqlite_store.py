@@ -289,11 +289,7 @@ class SqliteDocumentStore:
         conn = self._connection()
         with sqlite_errors(container):
             cursor = conn.execute(
-                f'INSERT INTO "{container}" (pk, id, doc, etag, ts, expires_at)'
-                " VALUES (:pk, :id, :doc, :etag, :ts, :expires_at)"
-                " ON CONFLICT (pk, id) DO UPDATE SET doc = excluded.doc, etag = excluded.etag,"
-                " ts = excluded.ts, expires_at = excluded.expires_at"
-                f' WHERE "{container}".expires_at IS NOT NULL'
+                _upsert_sql(container) + f' WHERE "{container}".expires_at IS NOT NULL'
                 f' AND "{container}".expires_at <= :now',
                 {**row.columns, "now": now},
             )
@@ -339,8 +335,8 @@ class SqliteDocumentStore:
         with sqlite_errors(container):
             insert_rows(
                 conn,
-                f'INSERT INTO "{container}" (pk, id, doc, etag, ts, expires_at)',
-                [tuple(row.columns.values()) for row in rows],
+                _insert_head(container),
+                [tuple(row.columns[column] for column in _COLUMNS) for row in rows],
                 _ON_CONFLICT_REPLACE,
             )
         self._after_write()
@@ -439,11 +435,17 @@ _ON_CONFLICT_REPLACE = (
 )
 
 
+_COLUMNS = ("pk", "id", "doc", "etag", "ts", "expires_at")
+_NAMED_VALUES = " VALUES (" + ", ".join(f":{column}" for column in _COLUMNS) + ")"
+
+
+def _insert_head(container: str) -> str:
+    return f'INSERT INTO "{container}" ({", ".join(_COLUMNS)})'
+
+
 def _upsert_sql(container: str) -> str:
-    return (
-        f'INSERT INTO "{container}" (pk, id, doc, etag, ts, expires_at)'
-        " VALUES (:pk, :id, :doc, :etag, :ts, :expires_at)" + _ON_CONFLICT_REPLACE
-    )
+    """Insert or replace one row from named parameters (`_Row.columns`)."""
+    return _insert_head(container) + _NAMED_VALUES + _ON_CONFLICT_REPLACE
 
 
 class _Etags:
