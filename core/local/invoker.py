@@ -6,13 +6,13 @@ import asyncio
 import inspect
 import logging
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from core import metrics
+from core.ids import unique_uuid
 from core.logging import log_context
 
 log = logging.getLogger("core.local.host")
@@ -92,7 +92,7 @@ def _read(app: Any) -> list[FunctionSpec]:
 @contextmanager
 def _invocation(spec: FunctionSpec, correlation_id: str | None) -> Iterator[None]:
     """The log context, counters and failure line of one invocation."""
-    invocation_id = str(uuid.uuid4())
+    invocation_id = unique_uuid()
     started = time.perf_counter()
     metrics.FUNCTION_INVOCATIONS.labels(spec.name).inc()
     with log_context(

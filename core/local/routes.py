@@ -36,6 +36,8 @@ class CompiledRoute:
     template: str
     pattern: re.Pattern[str]
     precedence: tuple[int, ...]
+    first_literal: str | None
+    """The first segment when it is literal ('' for the empty route), else None."""
 
     def match(self, path: str) -> dict[str, str] | None:
         found = self.pattern.fullmatch(path.strip("/"))
@@ -75,4 +77,7 @@ def compile_route(template: str) -> CompiledRoute:
         else:
             regex += f"{re.escape(separator)}(?P<{name}>{body})"
             precedence.append(1 if constraint else 2)
-    return CompiledRoute(template, re.compile(regex), tuple(precedence))
+    first_literal: str | None = ""
+    if segments:
+        first_literal = segments[0] if precedence[0] == 0 else None
+    return CompiledRoute(template, re.compile(regex), tuple(precedence), first_literal)

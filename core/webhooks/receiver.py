@@ -28,9 +28,9 @@ Per delivery, in this order:
    every other scheme's events go out as `integration.webhook.received` to the queue of
    their kind. Bodies over the inline limit go by claim check. Concurrent deliveries share
    the idempotency read, the bus send and the key write (`GroupCommit`), and each waits for
-   its own write: only once the bus has the messages are the keys written and the provider
-   answered, so a crash in between makes the provider retry, and the retry is dropped by
-   the broker's duplicate detection (deterministic message ids) or published again to
+   its own send: only once the bus has the messages is the provider answered and are the
+   keys written, so a crash in between makes the provider retry, and the retry is dropped
+   by the broker's duplicate detection (deterministic message ids) or published again to
    idempotent consumers.
 
 Health (`lastReceivedAt`, counts, last failure category) is tallied in memory and written
@@ -48,7 +48,6 @@ import json
 import logging
 import math
 import re
-import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -61,6 +60,7 @@ from prometheus_client import Counter
 
 from core import containers, metrics
 from core.errors import NotFoundError, PermanentError, PortError, TransientError
+from core.ids import unique_hex
 from core.integrations.repository import IntegrationRepository
 from core.messaging import topology
 from core.messaging.claim_check import offload
@@ -527,9 +527,11 @@ class GroupCommit:
     and the next commit starts another. Within a batch the first copy of an event wins, so
     concurrent copies publish once. When a shared write fails, each delivery in it is
     written on its own, so one bad delivery cannot fail the rest. Keys are written after
-    the messages; a failure to write them is logged, not raised: the messages are out, and
-    a repeat is caught by the broker's duplicate detection (deterministic message ids) or
-    by idempotent consumers.
+    the messages, once their deliveries are answered: a reply waits for its messages, not
+    for its key. The writer records the keys before it takes the next batch, so a repeat
+    that arrives meanwhile still finds them. A failure to write them is logged, not raised:
+    the messages are out, and a repeat is caught by the broker's duplicate detection
+    (deterministic message ids) or by idempotent consumers.
     """
 
     def __init__(self, bus: Bus, store: DocumentStore) -> None:
@@ -574,43 +576,54 @@ class GroupCommit:
                     self._start_writer()
 
     def _write(self, batch: list[PendingCommit]) -> None:
+        keys: list[dict[str, Any]] = []
         try:
             try:
-                self._write_together(batch)
+                keys = self._publish(batch, set())
                 for pending in batch:
                     pending.committed = True
             except Exception as error:
                 if len(batch) == 1:
                     batch[0].error = error
                     return
+                published: set[str] = set()
                 for pending in batch:
                     try:
-                        self._write_together([pending])
+                        keys += self._publish([pending], published)
                         pending.committed = True
                     except Exception as own_error:
                         pending.error = own_error
         finally:
-            by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
-            for pending in batch:
-                if not pending.committed and pending.error is None:
-                    pending.error = TransientError("the shared webhook commit was interrupted")
-                if pending.done is not None:
-                    by_loop.setdefault(pending.done.get_loop(), []).append(pending.done)
-            for loop, futures in by_loop.items():
-                try:
-                    loop.call_soon_threadsafe(_settle, futures)
-                except RuntimeError:
-                    log.warning("a webhook commit finished after its event loop closed")
+            self._answer(batch)
+        self._record(keys)
 
-    def _write_together(self, batch: list[PendingCommit]) -> None:
+    @staticmethod
+    def _answer(batch: list[PendingCommit]) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+        for pending in batch:
+            if not pending.committed and pending.error is None:
+                pending.error = TransientError("the shared webhook commit was interrupted")
+            if pending.done is not None:
+                by_loop.setdefault(pending.done.get_loop(), []).append(pending.done)
+        for loop, futures in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_settle, futures)
+            except RuntimeError:
+                log.warning("a webhook commit finished after its event loop closed")
+
+    def _publish(self, batch: list[PendingCommit], published: set[str]) -> list[dict[str, Any]]:
+        """Sends the batch's unseen events and returns their idempotency documents. `published`
+        holds keys sent earlier in this batch (when its deliveries are written one by one) and
+        gains this call's keys once they are out."""
         wanted = {
             (document["key"], document["id"])
             for pending in batch
             for publication in pending.publications
             if (document := publication.key_document) is not None
+            and document["key"] not in published
         }
         found = self._store.get_many(containers.IDEMPOTENCY.name, list(wanted)) if wanted else {}
-        seen = {key for key, _ in found}
+        seen = published | {key for key, _ in found}
         by_entity: dict[str, list[OutboundMessage]] = {}
         documents: list[dict[str, Any]] = []
         for pending in batch:
@@ -628,6 +641,10 @@ class GroupCommit:
                     pending.published += 1
         for entity, messages in by_entity.items():
             self._bus.send(entity, messages)
+        published.update(document["key"] for document in documents)
+        return documents
+
+    def _record(self, documents: list[dict[str, Any]]) -> None:
         if not documents:
             return
         try:
@@ -796,7 +813,7 @@ class WebhookReceiver:
             subscribed.append(_Keyed(event, key))
         repeats = 0
         if subscribed:
-            correlation_id = f"webhook-{secrets.token_hex(16)}-{int(now.timestamp() * 1000)}"
+            correlation_id = f"webhook-{unique_hex()}-{int(now.timestamp() * 1000)}"
             if scheme in CRM_SCHEMES:
                 publications, repeats = await asyncio.to_thread(
                     self._crm_publications, registration, subscribed, correlation_id, now
@@ -949,7 +966,7 @@ class WebhookReceiver:
         so a later change of the same record is a new key (the CRM processor's rule)."""
         payload = item.event.payload
         external_id = str(payload["sObjectId"])
-        notification = item.event.event_id or secrets.token_hex(16)
+        notification = item.event.event_id or unique_hex()
         raw = crm_events.DataRaw(
             integration_id=registration.integration_id,
             tenant_id=registration.tenant_id,

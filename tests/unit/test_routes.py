@@ -52,3 +52,36 @@ def test_literal_segments_win_over_parameters_and_methods_are_checked():
     spec, allowed = router.resolve("nothing/here", "GET")
     assert spec is None
     assert allowed == set()
+
+
+def test_routes_starting_with_a_parameter_are_tried_for_every_path():
+    router = HttpRouter(
+        [
+            _spec("health", "health", ["GET"]),
+            _spec("tenant_page", "{tenant}/page", ["GET"]),
+            _spec("rest", "files/{*rest}", ["GET"]),
+            _spec("fallback", "{*anything}", ["POST"]),
+        ]
+    )
+    found = {
+        (path, method): router.resolve(path, method)[0]
+        for path, method in [
+            ("health", "GET"),
+            ("health/page", "GET"),
+            ("acme/page", "GET"),
+            ("files", "GET"),
+            ("files/a/b", "GET"),
+            ("health", "POST"),
+            ("unknown/x", "POST"),
+        ]
+    }
+    assert {key: spec.name if spec else None for key, spec in found.items()} == {
+        ("health", "GET"): "health",
+        ("health/page", "GET"): "tenant_page",
+        ("acme/page", "GET"): "tenant_page",
+        ("files", "GET"): "rest",
+        ("files/a/b", "GET"): "rest",
+        ("health", "POST"): "fallback",
+        ("unknown/x", "POST"): "fallback",
+    }
+    assert router.resolve("acme/other", "GET") == (None, {"POST"})
