@@ -52,6 +52,23 @@ def test_a_conflict_clause_applies_to_every_row(tmp_path: Path) -> None:
     ]
 
 
+def test_a_returning_tail_with_its_own_parameter_yields_rows_from_every_statement(
+    tmp_path: Path,
+) -> None:
+    conn = _table(tmp_path)
+    insert_rows(conn, "INSERT INTO t (k, v)", [(n, "old") for n in range(0, 12, 2)])
+    returned = insert_rows(
+        conn,
+        "INSERT INTO t (k, v)",
+        [(n, "new") for n in range(12)],
+        " ON CONFLICT (k) DO UPDATE SET v = excluded.v WHERE t.k < ? RETURNING k",
+        (4,),
+    )
+    assert sorted(k for (k,) in returned) == [0, 1, 2, 3, 5, 7, 9, 11]
+    assert conn.execute("SELECT count(*) FROM t WHERE v = 'old'").fetchone() == (4,)
+    assert not conn.in_transaction
+
+
 def test_store_writes_reach_the_database_file_without_a_checkpoint_on_commit(
     tmp_path: Path,
 ) -> None:

@@ -124,7 +124,12 @@ _SCHEMA = (
 _INSERT_MESSAGES = """
     INSERT INTO bus_messages (entity, visible_at, message_id, enqueued_at, scheduled_at,
         expires_at, correlation_id, subject, content_type, properties, body)"""
-_RECORD_MESSAGE_IDS = "INSERT OR REPLACE INTO bus_duplicates (scope, message_id, expires_at)"
+_CLAIM_MESSAGE_IDS = "INSERT INTO bus_duplicates (scope, message_id, expires_at)"
+# An id is claimed when it is new or its window has passed (`?` = now); RETURNING yields
+# exactly those, so a copy within the window, or a second copy in the same send, is not.
+_CLAIMED = """
+    ON CONFLICT (scope, message_id) DO UPDATE SET expires_at = excluded.expires_at
+    WHERE bus_duplicates.expires_at <= ? RETURNING message_id"""
 _PURGE_MESSAGE_IDS = "DELETE FROM bus_duplicates WHERE expires_at <= ?"
 _TOPOLOGY_VERSION = "SELECT value FROM bus_meta WHERE key = 'topology_version'"
 
@@ -231,7 +236,6 @@ class _Prepared:
     """An outbound message validated and serialised once, before the write lock."""
 
     message_id: str
-    id_given: bool
     body: bytes
     correlation_id: str | None
     subject: str | None
@@ -520,19 +524,26 @@ class SqliteBus:
         now: float,
     ) -> set[str]:
         scope = sendable.name
-        seen = self._recent_message_ids(
-            conn, scope, [p.message_id for p in prepared if p.id_given], now
-        )
-        id_rows: list[tuple[str, str, float]] = []
+        id_expiry = now + sendable.duplicate_window_seconds
+        claimed = {
+            row[0]
+            for row in insert_rows(
+                conn,
+                _CLAIM_MESSAGE_IDS,
+                [(scope, message.message_id, id_expiry) for message in prepared],
+                _CLAIMED,
+                (now,),
+            )
+        }
         message_rows: list[tuple[Any, ...]] = []
         landed: set[str] = set()
-        id_expiry = now + sendable.duplicate_window_seconds
+        sent = 0
         for message in prepared:
-            if message.message_id in seen:
+            if message.message_id not in claimed:
                 logger.debug("bus: duplicate message %s to %s discarded", message.message_id, scope)
                 continue
-            seen.add(message.message_id)
-            id_rows.append((scope, message.message_id, id_expiry))
+            claimed.discard(message.message_id)
+            sent += 1
             scheduled = message.scheduled_at
             enqueued = now if scheduled is None or scheduled < now else scheduled
             for target in sendable.targets:
@@ -559,31 +570,12 @@ class SqliteBus:
                     )
                 )
                 landed.add(target.name)
-        insert_rows(conn, _RECORD_MESSAGE_IDS, id_rows)
         insert_rows(conn, _INSERT_MESSAGES, message_rows)
         if sendable.is_topic:
-            unmatched = len(id_rows) - len({row[2] for row in message_rows})
+            unmatched = sent - len({row[2] for row in message_rows})
             if unmatched:
                 logger.debug("bus: %d message(s) to %s matched no subscription", unmatched, scope)
         return landed
-
-    @staticmethod
-    def _recent_message_ids(
-        conn: sqlite3.Connection, scope: str, message_ids: list[str], now: float
-    ) -> set[str]:
-        recent: set[str] = set()
-        for start in range(0, len(message_ids), _IDS_PER_QUERY):
-            chunk = message_ids[start : start + _IDS_PER_QUERY]
-            marks = ",".join("?" * len(chunk))
-            recent.update(
-                row[0]
-                for row in conn.execute(
-                    "SELECT message_id FROM bus_duplicates "
-                    f"WHERE scope = ? AND expires_at > ? AND message_id IN ({marks})",
-                    (scope, now, *chunk),
-                )
-            )
-        return recent
 
     # ----------------------------------------------------------------------------------
     # receive
@@ -1007,7 +999,6 @@ def _prepare(entity: str, message: OutboundMessage) -> _Prepared:
             resource=entity,
         )
     body = bytes(body)
-    id_given = message.message_id is not None
     message_id = message.message_id if message.message_id is not None else uuid.uuid4().hex
     if not message_id:
         raise PermanentError(
@@ -1044,7 +1035,6 @@ def _prepare(entity: str, message: OutboundMessage) -> _Prepared:
             )
     return _Prepared(
         message_id=message_id,
-        id_given=id_given,
         body=body,
         correlation_id=message.correlation_id,
         subject=message.subject,

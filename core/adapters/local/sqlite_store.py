@@ -581,32 +581,39 @@ def write_transaction(conn: sqlite3.Connection) -> Iterator[None]:
 
 
 def insert_rows(
-    conn: sqlite3.Connection, head: str, rows: Sequence[Sequence[Any]], tail: str = ""
-) -> None:
+    conn: sqlite3.Connection,
+    head: str,
+    rows: Sequence[Sequence[Any]],
+    tail: str = "",
+    tail_parameters: Sequence[Any] = (),
+) -> list[Any]:
     """`{head} VALUES (...), (...), ...{tail}`: one statement for as many rows as its bound
-    parameters allow. `executemany` steps once per row and the sqlite3 module releases and
-    re-takes the GIL around every step; a writer thread beside a busy event loop waited for
-    the GIL at each (a webhook commit of eight rows spent four times its CPU time waiting).
-    The rows go in atomically: several statements run in one transaction (the caller's, or
-    one opened here)."""
+    parameters allow, and the rows a `RETURNING` tail yields. `executemany` steps once per row
+    and the sqlite3 module releases and re-takes the GIL around every step; a writer thread
+    beside a busy event loop waited for the GIL at each (a webhook commit of eight rows spent
+    four times its CPU time waiting). The rows go in atomically: several statements run in
+    one transaction (the caller's, or one opened here). `tail_parameters` bind the tail's
+    own placeholders, after the rows'."""
     if not rows:
-        return
+        return []
     width = len(rows[0])
     values = "(" + ", ".join("?" * width) + ")"
-    per_statement = max(1, conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // width)
+    limit = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) - len(tail_parameters)
+    per_statement = max(1, limit // width)
 
-    def insert(chunk: Sequence[Sequence[Any]]) -> None:
-        conn.execute(
+    def insert(chunk: Sequence[Sequence[Any]]) -> list[Any]:
+        return conn.execute(
             f"{head} VALUES {', '.join([values] * len(chunk))}{tail}",
-            list(itertools.chain.from_iterable(chunk)),
-        )
+            [*itertools.chain.from_iterable(chunk), *tail_parameters],
+        ).fetchall()
 
     if len(rows) <= per_statement:
-        insert(rows)
-        return
+        return insert(rows)
+    returned: list[Any] = []
     with contextlib.nullcontext() if conn.in_transaction else write_transaction(conn):
         for start in range(0, len(rows), per_statement):
-            insert(rows[start : start + per_statement])
+            returned += insert(rows[start : start + per_statement])
+    return returned
 
 
 @contextmanager
