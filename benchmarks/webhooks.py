@@ -1,6 +1,7 @@
 """Webhook receipt throughput through the local host, beside `GET /api/health` in the same run.
 
-Run from the repo root: `python -m benchmarks.webhooks [--requests 3000] [--concurrency 16]`.
+Run from the repo root:
+`python -m benchmarks.webhooks [--requests 3000] [--concurrency 16] [--rounds 3]`.
 
 The host runs as a subprocess on a fresh data dir (LOG_LEVEL=WARNING), exactly as
 `python -m core.local serve` runs it. A Slack registration is made through the tenant API,
@@ -12,12 +13,15 @@ connections, each phase with a deadline) is sent to:
   its own event id, so every one is verified, checked against the idempotency container,
   enqueued on `integration_communications` and recorded before its 200.
 
-Phases run health, webhooks, health; the ratio is webhooks/s over the mean of the two health
-runs. Requests are signed and encoded before the clock starts and sent by a bare asyncio
-protocol (see `_Connection`), so the figures are the server's, not the client's. The
+Phases run health, then webhooks and health `--rounds` times (default 3); each round's ratio
+is its webhooks/s over the mean of the health runs on either side, and the figure judged is
+the median of the rounds (a 2-vCPU VM's speed drifts by a fifth between phases). Requests
+are signed and encoded before the clock starts and sent by a bare asyncio protocol (see
+`_Connection`), so the figures are the server's, not the client's. The
 per-integration rate limit is raised for the run (WEBHOOK_RATE_PER_SECOND/BURST), since the
 point is the receipt path's cost, not the limiter's refusals. After the run every webhook
-must be on the queue. Target: >= 50 % of the health rate and >= 1,000 webhooks/s.
+must be on the queue (exit 1 otherwise). Target: >= 50 % of the health rate and >= 1,000
+webhooks/s.
 """
 
 from __future__ import annotations
@@ -296,6 +300,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=3000, help="requests per phase")
     parser.add_argument("--concurrency", type=int, default=16, help="keep-alive connections")
     parser.add_argument("--warmup", type=int, default=300, help="requests per warm-up phase")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="webhook phases, each between two health phases"
+    )
     args = parser.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="webhook-bench-"))
@@ -305,15 +312,19 @@ def main(argv: list[str] | None = None) -> int:
     host = _start_host(data_dir, port, work / "host.log")
     try:
         path, signing_secret = _register_slack(base_url, data_dir)
-        health = [Request("GET", "/api/health", {})]
+        health = [Request("GET", "/api/health", {})] * args.requests
         warmup_hooks = _slack_deliveries(path, signing_secret, args.warmup, "W")
-        hooks = _slack_deliveries(path, signing_secret, args.requests, "B")
+        rounds = [
+            _slack_deliveries(path, signing_secret, args.requests, f"B{number}")
+            for number in range(args.rounds)
+        ]
 
-        asyncio.run(_run_phase("warm-up", port, health * args.warmup, args.concurrency))
+        asyncio.run(_run_phase("warm-up", port, health[: args.warmup], args.concurrency))
         asyncio.run(_run_phase("warm-up", port, warmup_hooks, args.concurrency))
-        first = asyncio.run(_run_phase("health", port, health * args.requests, args.concurrency))
-        webhooks = asyncio.run(_run_phase("webhooks", port, hooks, args.concurrency))
-        second = asyncio.run(_run_phase("health", port, health * args.requests, args.concurrency))
+        phases = [asyncio.run(_run_phase("health", port, health, args.concurrency))]
+        for hooks in rounds:
+            phases.append(asyncio.run(_run_phase("webhooks", port, hooks, args.concurrency)))
+            phases.append(asyncio.run(_run_phase("health", port, health, args.concurrency)))
         queued = _queued(data_dir)
     finally:
         host.send_signal(signal.SIGTERM)
@@ -323,22 +334,31 @@ def main(argv: list[str] | None = None) -> int:
             host.kill()
     shutil.rmtree(work, ignore_errors=True)
 
-    health_rate = statistics.mean([first.rate, second.rate])
-    ratio = webhooks.rate / health_rate
     print(
         f"loopback load: {args.requests} requests per phase over {args.concurrency} "
         f"keep-alive connections (asyncio), host with LOG_LEVEL=WARNING"
     )
-    for result in (first, webhooks, second):
+    for result in phases:
         print(result.line())
+    ratios = []
+    for index in range(1, len(phases), 2):
+        webhooks = phases[index]
+        health_rate = statistics.mean([phases[index - 1].rate, phases[index + 1].rate])
+        ratios.append(webhooks.rate / health_rate)
+        print(
+            f"round {index // 2 + 1}: webhooks/health = {webhooks.rate:.0f}/{health_rate:.0f}"
+            f" = {ratios[-1]:.0%}"
+        )
+    ratio = statistics.median(ratios)
+    rate = statistics.median(phase.rate for phase in phases[1::2])
     print(
-        f"webhooks/health = {webhooks.rate:.0f}/{health_rate:.0f} = {ratio:.0%} "
-        f"(target >= {TARGET_RATIO:.0%}); webhooks/s target >= {TARGET_RATE:.0f}: "
-        f"{'met' if webhooks.rate >= TARGET_RATE else 'missed'}"
+        f"median of {len(ratios)} rounds: webhooks/health = {ratio:.0%} (target >= "
+        f"{TARGET_RATIO:.0%}: {'met' if ratio >= TARGET_RATIO else 'missed'}); webhooks/s = "
+        f"{rate:.0f} (target >= {TARGET_RATE:.0f}: {'met' if rate >= TARGET_RATE else 'missed'})"
     )
-    expected = args.warmup + args.requests
+    expected = args.warmup + args.rounds * args.requests
     print(f"queued on {topology.INTEGRATION_COMMUNICATIONS}: {queued} of {expected} deliveries")
-    return 0
+    return 0 if queued == expected else 1
 
 
 if __name__ == "__main__":

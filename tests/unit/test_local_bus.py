@@ -482,15 +482,17 @@ def test_topic_fans_out_to_every_matching_subscription(bus: SqliteBus) -> None:
             message("opportunity", eventType="shard.updated", shardTypeName="Opportunity"),
             message("contact", eventType="shard.created", shardTypeName="Contact"),
             message("deleted", eventType="shard.deleted", shardTypeName="Email"),
+            message("email-2", eventType="shard.created", shardTypeName="Email"),
+            message("opportunity-2", eventType="shard.updated", shardTypeName="Opportunity"),
         ],
     )
 
     def ids(entity: str) -> list[str]:
         return [m.message_id for m in bus.receive(entity, max_messages=10)]
 
-    assert ids(LINKING) == ["email"]
-    assert ids(VECTORS) == ["email"]
-    assert ids(ML) == ["opportunity"]
+    assert ids(LINKING) == ["email", "email-2"]
+    assert ids(VECTORS) == ["email", "email-2"]
+    assert ids(ML) == ["opportunity", "opportunity-2"]
     assert ids(TRACKING) == []
 
 

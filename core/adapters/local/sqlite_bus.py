@@ -538,6 +538,9 @@ class SqliteBus:
         message_rows: list[tuple[Any, ...]] = []
         landed: set[str] = set()
         sent = 0
+        # The targets a message lands in depend on its properties alone; a batch mostly
+        # repeats a few property sets, so each set is matched once.
+        targets_for: dict[str | None, list[_Receivable]] = {}
         for message in prepared:
             if message.message_id not in claimed:
                 logger.debug("bus: duplicate message %s to %s discarded", message.message_id, scope)
@@ -546,11 +549,15 @@ class SqliteBus:
             sent += 1
             scheduled = message.scheduled_at
             enqueued = now if scheduled is None or scheduled < now else scheduled
-            for target in sendable.targets:
-                if target.subscription is not None and not target.subscription.matches(
-                    message.properties
-                ):
-                    continue
+            targets = targets_for.get(message.properties_json)
+            if targets is None:
+                targets = targets_for[message.properties_json] = [
+                    target
+                    for target in sendable.targets
+                    if target.subscription is None
+                    or target.subscription.matches(message.properties)
+                ]
+            for target in targets:
                 ttl = target.ttl_seconds
                 if message.ttl_seconds is not None and message.ttl_seconds < ttl:
                     ttl = message.ttl_seconds
