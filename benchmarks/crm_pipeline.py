@@ -109,10 +109,14 @@ def _worker(
     ready.set()
     go.wait()
     while True:
-        received = bus.receive(topology.INTEGRATION_DATA_RAW, max_messages=1, wait_seconds=0.2)
+        # Every message is on the queue before `go`: an empty receive with nothing active
+        # left means the run is over for this worker. (A blocking receive here added its
+        # whole wait to the measured time once the queue ran dry.)
+        received = bus.receive(topology.INTEGRATION_DATA_RAW, max_messages=1)
         if not received:
             if bus.depth(topology.INTEGRATION_DATA_RAW).active == 0:
                 return
+            time.sleep(0.001)
             continue
         for message in received:
             processor.process(decode_envelope(message.body))
