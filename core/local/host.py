@@ -8,6 +8,7 @@ let in-flight invocations finish within the grace period, abandon the rest, exit
 
 from __future__ import annotations
 
+import gc
 import importlib
 import json
 import logging
@@ -32,6 +33,12 @@ from core.runtime import Runtime
 log = logging.getLogger("core.local.host")
 
 HOST_JSON = Path(__file__).resolve().parents[2] / "host.json"
+GC_THRESHOLDS = (20_000, 20, 20)
+"""A request allocates a few hundred objects that die with it. At CPython's default
+(700, 10, 10) the collector ran about every ten requests, and its older generations held
+the ~90,000 objects of the loaded app: 49-52 us of collection per webhook delivery over
+6,000 deliveries (measured with `gc.callbacks`). With start-up objects frozen and these
+thresholds: 15-21 us."""
 
 
 def load_app(target: str) -> Any:
@@ -172,6 +179,9 @@ class LocalHost:
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(*GC_THRESHOLDS)
         server_thread.start()
         log.info("listening on http://%s:%d/api", host, port)
         while not stop_requested.wait(0.5):
