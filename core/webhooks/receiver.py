@@ -28,9 +28,9 @@ Per delivery, in this order:
    every other scheme's events go out as `integration.webhook.received` to the queue of
    their kind. Bodies over the inline limit go by claim check. Concurrent deliveries share
    the idempotency read, the bus send and the key write (`GroupCommit`), and each waits for
-   its own send: only once the bus has the messages is the provider answered and are the
-   keys written, so a crash in between makes the provider retry, and the retry is dropped
-   by the broker's duplicate detection (deterministic message ids) or published again to
+   its own write: only once the bus has the messages are the keys written and the provider
+   answered, so a crash in between makes the provider retry, and the retry is dropped by
+   the broker's duplicate detection (deterministic message ids) or published again to
    idempotent consumers.
 
 Health (`lastReceivedAt`, counts, last failure category) is tallied in memory and written
@@ -527,11 +527,9 @@ class GroupCommit:
     and the next commit starts another. Within a batch the first copy of an event wins, so
     concurrent copies publish once. When a shared write fails, each delivery in it is
     written on its own, so one bad delivery cannot fail the rest. Keys are written after
-    the messages, once their deliveries are answered: a reply waits for its messages, not
-    for its key. The writer records the keys before it takes the next batch, so a repeat
-    that arrives meanwhile still finds them. A failure to write them is logged, not raised:
-    the messages are out, and a repeat is caught by the broker's duplicate detection
-    (deterministic message ids) or by idempotent consumers.
+    the messages; a failure to write them is logged, not raised: the messages are out, and
+    a repeat is caught by the broker's duplicate detection (deterministic message ids) or
+    by idempotent consumers.
     """
 
     def __init__(self, bus: Bus, store: DocumentStore) -> None:
@@ -576,54 +574,43 @@ class GroupCommit:
                     self._start_writer()
 
     def _write(self, batch: list[PendingCommit]) -> None:
-        keys: list[dict[str, Any]] = []
         try:
             try:
-                keys = self._publish(batch, set())
+                self._write_together(batch)
                 for pending in batch:
                     pending.committed = True
             except Exception as error:
                 if len(batch) == 1:
                     batch[0].error = error
                     return
-                published: set[str] = set()
                 for pending in batch:
                     try:
-                        keys += self._publish([pending], published)
+                        self._write_together([pending])
                         pending.committed = True
                     except Exception as own_error:
                         pending.error = own_error
         finally:
-            self._answer(batch)
-        self._record(keys)
+            by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+            for pending in batch:
+                if not pending.committed and pending.error is None:
+                    pending.error = TransientError("the shared webhook commit was interrupted")
+                if pending.done is not None:
+                    by_loop.setdefault(pending.done.get_loop(), []).append(pending.done)
+            for loop, futures in by_loop.items():
+                try:
+                    loop.call_soon_threadsafe(_settle, futures)
+                except RuntimeError:
+                    log.warning("a webhook commit finished after its event loop closed")
 
-    @staticmethod
-    def _answer(batch: list[PendingCommit]) -> None:
-        by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
-        for pending in batch:
-            if not pending.committed and pending.error is None:
-                pending.error = TransientError("the shared webhook commit was interrupted")
-            if pending.done is not None:
-                by_loop.setdefault(pending.done.get_loop(), []).append(pending.done)
-        for loop, futures in by_loop.items():
-            try:
-                loop.call_soon_threadsafe(_settle, futures)
-            except RuntimeError:
-                log.warning("a webhook commit finished after its event loop closed")
-
-    def _publish(self, batch: list[PendingCommit], published: set[str]) -> list[dict[str, Any]]:
-        """Sends the batch's unseen events and returns their idempotency documents. `published`
-        holds keys sent earlier in this batch (when its deliveries are written one by one) and
-        gains this call's keys once they are out."""
+    def _write_together(self, batch: list[PendingCommit]) -> None:
         wanted = {
             (document["key"], document["id"])
             for pending in batch
             for publication in pending.publications
             if (document := publication.key_document) is not None
-            and document["key"] not in published
         }
         found = self._store.get_many(containers.IDEMPOTENCY.name, list(wanted)) if wanted else {}
-        seen = published | {key for key, _ in found}
+        seen = {key for key, _ in found}
         by_entity: dict[str, list[OutboundMessage]] = {}
         documents: list[dict[str, Any]] = []
         for pending in batch:
@@ -641,10 +628,6 @@ class GroupCommit:
                     pending.published += 1
         for entity, messages in by_entity.items():
             self._bus.send(entity, messages)
-        published.update(document["key"] for document in documents)
-        return documents
-
-    def _record(self, documents: list[dict[str, Any]]) -> None:
         if not documents:
             return
         try:

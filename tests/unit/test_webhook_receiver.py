@@ -931,47 +931,10 @@ def test_queued_commits_share_one_write_and_a_bad_one_fails_alone(tmp_path: Path
     assert [m.message_id for m in received] == ["m1", "m2", "m3"]
 
 
-class GatedKeyStore(SqliteDocumentStore):
-    """Holds every idempotency write until released."""
-
-    def __init__(self, path: Path) -> None:
-        super().__init__(path)
-        self.release = threading.Event()
-
-    def upsert_many(self, container: str, docs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-        if container == containers.IDEMPOTENCY.name:
-            assert self.release.wait(10)
-        return super().upsert_many(container, docs)
-
-
 def _keyed(entity: str, key: str) -> PendingCommit:
     message = OutboundMessage(body=b"{}", message_id=f"id-{key}")
     document = {"id": f"doc-{key}", "key": key, "tenantId": TENANT}
     return PendingCommit([Publication(entity, message, document)])
-
-
-def test_a_commit_is_answered_once_its_messages_are_out_and_its_key_follows(
-    tmp_path: Path,
-) -> None:
-    bus = SqliteBus(tmp_path / "bus.sqlite")
-    store = GatedKeyStore(tmp_path / "store.sqlite")
-    committer = GroupCommit(bus, store)
-    queue = topology.INTEGRATION_COMMUNICATIONS
-
-    first = _keyed(queue, "k1")
-    asyncio.run(committer.commit(first))
-    assert first.published == 1
-    assert [m.message_id for m in bus.receive(queue, max_messages=10)] == ["id-k1"]
-    assert store.get_many(containers.IDEMPOTENCY.name, [("k1", "doc-k1")]) == {}
-
-    repeat = _keyed(queue, "k1")
-    answered = _commit_in_thread(committer, repeat)
-    store.release.set()
-    answered.join(10)
-    assert (repeat.published, repeat.repeats) == (0, 1)
-    assert list(store.get_many(containers.IDEMPOTENCY.name, [("k1", "doc-k1")])) == [
-        ("k1", "doc-k1")
-    ]
 
 
 def _commit_in_thread(committer: GroupCommit, pending: PendingCommit) -> threading.Thread:
