@@ -325,6 +325,7 @@ def event_message(
     correlation_id: str,
     causation_id: str | None = None,
     shard_type_name: str | None = None,
+    time: str | None = None,
 ) -> OutboundMessage:
     """The bus message of one CRM event (`envelope_message`) once the payload is checked to
     be its type's model and to agree with the given tenant and correlation id: this runs
@@ -342,6 +343,7 @@ def event_message(
         correlation_id=_agreeing("correlationId", correlation_id, fields.get("correlation_id")),
         causation_id=causation_id,
         properties={"shardTypeName": shard_type_name} if shard_type_name else None,
+        time=time,
     )
 
 

@@ -86,17 +86,20 @@ def envelope_message(
     correlation_id: str,
     causation_id: str | None = None,
     properties: dict[str, str | int | float | bool] | None = None,
+    time: str | None = None,
 ) -> OutboundMessage:
     """The bus message of one event with a validated payload model, for hot paths: the
     envelope is written straight to JSON with the payload's JSON (serialised once by
     pydantic) spliced in; the same wire form as `EventEnvelope(...).to_message()`, which
-    receivers validate. The envelope id is `message_id`, so a re-publish is the same event."""
+    receivers validate. The envelope id is `message_id`, so a re-publish is the same event.
+    `time` (ISO 8601, UTC) lets the events of one publication share their moment; it
+    defaults to now."""
     head = to_json(
         {
             "id": message_id,
             "type": event_type,
             "source": source,
-            "time": datetime.now(UTC).isoformat(),
+            "time": time or datetime.now(UTC).isoformat(),
             "tenantId": tenant_id,
             "correlationId": correlation_id,
             "causationId": causation_id,

@@ -467,6 +467,7 @@ class CrmMappingProcessor:
             "tenant_id": message.tenant_id,
             "correlation_id": message.correlation_id,
         }
+        published_at = self._clock.now().isoformat()
 
         def event(
             event_type: str,
@@ -482,6 +483,7 @@ class CrmMappingProcessor:
                 correlation_id=message.correlation_id,
                 causation_id=message.envelope.id,
                 shard_type_name=shard_type_name,
+                time=published_at,
             )
 
         for o in outcomes:

@@ -165,6 +165,16 @@ def test_create_then_significant_update_then_unchanged(world) -> None:
     assert again["mapped:unchanged"] == 1
 
 
+def test_the_events_of_one_message_carry_the_processors_clock_time(world) -> None:
+    _, bus, processor = world
+    processor.process(raw_event(opportunity(), "k1"))
+    times: Counter[datetime] = Counter()
+    for topic in TOPOLOGY.topics:
+        for message in bus.bus.receive(subscription_path(topic.name, "all"), max_messages=100):
+            times[decode_envelope(message.body).time] += 1
+    assert times == {NOW: 3}
+
+
 def test_a_crash_between_the_shard_write_and_the_events_replays_the_outcome(world) -> None:
     store, bus, processor = world
     bus.fail_sends = 1
