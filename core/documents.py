@@ -7,12 +7,13 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 from core.errors import PermanentError
 from core.ports import ContainerSpec, Filter
 
 MAX_PAGE_SIZE = 1000
+MAX_IN_VALUES = 1000
 MAX_DOCUMENT_BYTES = 2 * 1024 * 1024  # Cosmos DB's item size limit
 MAX_ID_BYTES = 1023  # Cosmos DB's id length limit
 INVALID_ID_CHARS = frozenset("/\\?#")  # characters Cosmos DB refuses in an id
@@ -104,6 +105,35 @@ def check_scalar(spec: ContainerSpec, condition: Filter, value: Any) -> Scalar:
     raise PermanentError(
         f"filter {condition.path!r} {condition.op!r} in container {spec.name}: value {value!r}"
         " must be a string, a 64-bit integer, a float, a boolean or None",
+        resource=spec.name,
+    )
+
+
+def in_values(spec: ContainerSpec, condition: Filter) -> list[Scalar]:
+    """An `in` filter's values: a list (not a string or mapping) of at most
+    `MAX_IN_VALUES` scalars."""
+    values = condition.value
+    if isinstance(values, str | bytes | Mapping) or not isinstance(
+        values, list | tuple | set | frozenset
+    ):
+        raise PermanentError(
+            f"filter {condition.path!r} 'in' in container {spec.name} needs a list of values",
+            resource=spec.name,
+        )
+    if len(values) > MAX_IN_VALUES:
+        raise PermanentError(
+            f"filter {condition.path!r} 'in' in container {spec.name} has {len(values)} values,"
+            f" over the limit of {MAX_IN_VALUES}",
+            resource=spec.name,
+        )
+    return [check_scalar(spec, condition, value) for value in values]
+
+
+def refuse_not_equals_none(spec: ContainerSpec, condition: Filter) -> NoReturn:
+    """`!= None` matches nothing in Cosmos DB (a comparison across types is undefined)."""
+    raise PermanentError(
+        f"filter {condition.path!r} '!=' None in container {spec.name} would match nothing;"
+        " use 'exists' or '==' None",
         resource=spec.name,
     )
 

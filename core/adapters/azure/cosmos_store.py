@@ -65,6 +65,8 @@ from core.documents import (
     document_keys,
     encode_document,
     exists_wanted,
+    in_values,
+    refuse_not_equals_none,
 )
 from core.errors import (
     AuthError,
@@ -76,7 +78,6 @@ from core.errors import (
 )
 from core.ports import ContainerSpec, Document, Filter, Page
 
-MAX_IN_VALUES = 1000
 THROTTLE_RETRIES = 5
 THROTTLE_WAIT_SECONDS = 30
 UPSERT_CONCURRENCY = 8  # within the SDK's HTTP connection pool (10 per host)
@@ -697,11 +698,7 @@ def _compile_filter(spec: ContainerSpec, condition: Filter, params: _Params) -> 
         return _equals(ref, scalar, params)
     if op == "!=":
         if scalar is None:
-            raise PermanentError(
-                f"filter {condition.path!r} '!=' None in container {spec.name} would match"
-                " nothing; use 'exists' or '==' None",
-                resource=spec.name,
-            )
+            refuse_not_equals_none(spec, condition)
         if isinstance(scalar, bool):
             return f"{ref} = {params.bind(not scalar)}"
         # Same type, other value. Not `!=`: cosmosdb-server matches `!=` across types.
@@ -722,21 +719,7 @@ def _compile_filter(spec: ContainerSpec, condition: Filter, params: _Params) -> 
 
 
 def _in(spec: ContainerSpec, condition: Filter, ref: str, params: _Params) -> str:
-    values = condition.value
-    if isinstance(values, str | bytes | Mapping) or not isinstance(
-        values, list | tuple | set | frozenset
-    ):
-        raise PermanentError(
-            f"filter {condition.path!r} 'in' in container {spec.name} needs a list of values",
-            resource=spec.name,
-        )
-    if len(values) > MAX_IN_VALUES:
-        raise PermanentError(
-            f"filter {condition.path!r} 'in' in container {spec.name} has {len(values)} values,"
-            f" over the limit of {MAX_IN_VALUES}",
-            resource=spec.name,
-        )
-    scalars = [check_scalar(spec, condition, value) for value in values]
+    scalars = in_values(spec, condition)
     if not scalars:
         return "false"
     bound = ", ".join(params.bind(value) for value in scalars)

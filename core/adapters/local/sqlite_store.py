@@ -40,7 +40,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,13 +57,14 @@ from core.documents import (
     document_keys,
     encode_document,
     exists_wanted,
+    in_values,
+    refuse_not_equals_none,
 )
 from core.errors import ConflictError, NotFoundError, PermanentError, TransientError
 from core.ports import ContainerSpec, Document, Filter, Page
 
 logger = logging.getLogger(__name__)
 
-MAX_IN_VALUES = 1000
 
 _TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _NOT_EXPIRED = "(expires_at IS NULL OR expires_at > :now)"
@@ -660,11 +661,7 @@ def _not_equals(
     """Same JSON type, other value: Cosmos' `!=`, where a comparison across types is
     undefined and matches nothing."""
     if value is None:
-        raise PermanentError(
-            f"filter {condition.path!r} '!=' None in container {spec.name} would match nothing;"
-            " use 'exists' or '==' None",
-            resource=spec.name,
-        )
+        refuse_not_equals_none(spec, condition)
     if isinstance(value, bool):
         return f"{operand.type_sql} = '{'false' if value else 'true'}'"
     if isinstance(value, str):
@@ -676,21 +673,7 @@ def _not_equals(
 
 
 def _in(spec: ContainerSpec, condition: Filter, operand: _Operand, params: _Params) -> str:
-    values = condition.value
-    if isinstance(values, str | bytes | Mapping) or not isinstance(
-        values, list | tuple | set | frozenset
-    ):
-        raise PermanentError(
-            f"filter {condition.path!r} 'in' in container {spec.name} needs a list of values",
-            resource=spec.name,
-        )
-    if len(values) > MAX_IN_VALUES:
-        raise PermanentError(
-            f"filter {condition.path!r} 'in' in container {spec.name} has {len(values)} values,"
-            f" over the limit of {MAX_IN_VALUES}",
-            resource=spec.name,
-        )
-    scalars = [check_scalar(spec, condition, value) for value in values]
+    scalars = in_values(spec, condition)
     strings = sorted({value for value in scalars if isinstance(value, str)})
     numbers = sorted(
         {
