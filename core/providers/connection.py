@@ -282,6 +282,17 @@ def parse_moment(value: str, *, provider: str, what: str) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
+def field_moment(value: Any, *, provider: str, subject: str, field: str, resource: str) -> datetime:
+    """A record's date-time field (`parse_moment`); PermanentError naming the record and the
+    field when the value is not text."""
+    if not isinstance(value, str):
+        raise PermanentError(
+            f"{provider}: {subject} has {field} {value!r}, not a date-time text",
+            resource=resource,
+        )
+    return parse_moment(value, provider=provider, what=f"{subject} {field}")
+
+
 def format_moment(moment: datetime) -> str:
     """ISO 8601 UTC with milliseconds (`2024-05-01T10:00:00.000Z`)."""
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

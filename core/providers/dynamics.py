@@ -47,6 +47,7 @@ from core.providers.connection import (
     CrmSettings,
     ProviderDefaults,
     ProviderSession,
+    field_moment,
     format_moment,
     later,
     open_session,
@@ -296,16 +297,12 @@ def _modified(record: Mapping[str, Any], table: DataverseTable) -> datetime | No
     value = record.get(MODIFIED_COLUMN)
     if value is None:
         return None
-    if not isinstance(value, str):
-        raise PermanentError(
-            f"dynamics: {table.entity_type} {record.get(table.primary_id)!r} has modifiedon "
-            f"{value!r}, not a date-time text",
-            resource=table.entity_type,
-        )
-    return parse_moment(
+    return field_moment(
         value,
         provider=PROVIDER,
-        what=f"{table.entity_type} {record.get(table.primary_id)!r} modifiedon",
+        subject=f"{table.entity_type} {record.get(table.primary_id)!r}",
+        field=MODIFIED_COLUMN,
+        resource=table.entity_type,
     )
 
 

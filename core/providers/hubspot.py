@@ -52,6 +52,7 @@ from core.providers.connection import (
     CrmSettings,
     ProviderDefaults,
     ProviderSession,
+    field_moment,
     format_moment,
     later,
     open_session,
@@ -390,14 +391,15 @@ def _modified(record: Mapping[str, Any], modified: str) -> datetime | None:
         value = record.get("updatedAt")
     if value in (None, ""):
         return None
-    if not isinstance(value, str):
-        raise PermanentError(
-            f"hubspot: record {record.get('id')!r} has {modified} {value!r}, not a date-time text",
-            resource=modified,
-        )
-    if value.isdigit():
+    if isinstance(value, str) and value.isdigit():
         return _from_ms(int(value))
-    return parse_moment(value, provider=PROVIDER, what=f"record {record.get('id')!r} {modified}")
+    return field_moment(
+        value,
+        provider=PROVIDER,
+        subject=f"record {record.get('id')!r}",
+        field=modified,
+        resource=modified,
+    )
 
 
 def _dedupe_associations(record: dict[str, Any]) -> None:

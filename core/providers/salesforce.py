@@ -48,6 +48,7 @@ from core.providers.connection import (
     CrmSettings,
     ProviderDefaults,
     ProviderSession,
+    field_moment,
     format_moment,
     later,
     open_session,
@@ -285,14 +286,12 @@ def _modified(record: Mapping[str, Any], sobject: str) -> datetime | None:
     value = record.get("LastModifiedDate")
     if value is None:
         return None
-    if not isinstance(value, str):
-        raise PermanentError(
-            f"salesforce: {sobject} {record.get('Id')!r} has LastModifiedDate {value!r}, "
-            "not a date-time text",
-            resource=sobject,
-        )
-    return parse_moment(
-        value, provider=PROVIDER, what=f"{sobject} {record.get('Id')!r} LastModifiedDate"
+    return field_moment(
+        value,
+        provider=PROVIDER,
+        subject=f"{sobject} {record.get('Id')!r}",
+        field="LastModifiedDate",
+        resource=sobject,
     )
 
 

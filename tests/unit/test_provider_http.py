@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import secrets
 import socket
+from datetime import UTC, datetime
 
 import pytest
 from pytest_httpserver import HTTPServer
 
 from core.errors import AuthError, NotFoundError, PermanentError, TransientError
 from core.providers.base import DailyLimitReached
+from core.providers.connection import field_moment
 from core.providers.http import ProviderHttp, RetryPolicy
 from core.providers.ratelimit import RateLimiter
 from tests.unit.provider_support import FakeClock
@@ -255,3 +257,25 @@ def test_next_links_to_another_origin_are_refused(httpserver: HTTPServer) -> Non
 def test_a_base_url_that_is_not_http_is_a_config_error() -> None:
     with pytest.raises(PermanentError, match="not an absolute http"):
         ProviderHttp("hubspot", "api.hubapi.com")
+
+
+def test_a_record_date_time_field_is_parsed_or_refused_naming_record_and_field() -> None:
+    assert field_moment(
+        "2024-05-01T10:00:00.000+0000",
+        provider="salesforce",
+        subject="Opportunity '006A'",
+        field="LastModifiedDate",
+        resource="Opportunity",
+    ) == datetime(2024, 5, 1, 10, tzinfo=UTC)
+    with pytest.raises(PermanentError) as refused:
+        field_moment(
+            1714557600,
+            provider="dynamics",
+            subject="account 'a1'",
+            field="modifiedon",
+            resource="account",
+        )
+    assert str(refused.value) == (
+        "dynamics: account 'a1' has modifiedon 1714557600, not a date-time text"
+    )
+    assert refused.value.resource == "account"
