@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -770,3 +771,24 @@ def test_sent_messages_reach_the_database_file_without_a_checkpoint_on_commit(
         time.sleep(0.05)
     assert database.stat().st_size > before + 50 * 2000
     assert bus.depth(QUEUE).active == 50
+
+
+@pytest.mark.parametrize(
+    ("call", "named"),
+    [
+        (lambda bus: bus.receive(QUEUE, max_messages=0), "max_messages must be at least 1, got 0"),
+        (
+            lambda bus: bus.receive(QUEUE, wait_seconds=-1),
+            "wait_seconds must not be negative, got -1",
+        ),
+        (
+            lambda bus: bus.peek_dead_letters(QUEUE, max_messages=0),
+            "max_messages must be at least 1, got 0",
+        ),
+    ],
+)
+def test_receive_arguments_out_of_bounds_are_refused_naming_them(
+    bus: SqliteBus, call: Any, named: str
+) -> None:
+    with pytest.raises(PermanentError, match=named):
+        call(bus)

@@ -603,3 +603,24 @@ def test_build_needs_a_namespace_or_a_connection_string() -> None:
         )
     )
     assert isinstance(bus, ServiceBusBus)
+
+
+@pytest.mark.parametrize(
+    ("call", "named"),
+    [
+        (lambda bus: bus.receive(QUEUE, max_messages=0), "max_messages must be at least 1, got 0"),
+        (
+            lambda bus: bus.receive(QUEUE, wait_seconds=-1),
+            "wait_seconds must not be negative, got -1",
+        ),
+        (
+            lambda bus: bus.peek_dead_letters(QUEUE, max_messages=0),
+            "max_messages must be at least 1, got 0",
+        ),
+    ],
+)
+def test_receive_arguments_out_of_bounds_are_refused_naming_them(
+    bus: ServiceBusBus, call: Any, named: str
+) -> None:
+    with pytest.raises(PermanentError, match=named):
+        call(bus)

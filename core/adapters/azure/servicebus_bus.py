@@ -73,6 +73,7 @@ from core.errors import (
     TransientError,
 )
 from core.messaging import claim_check
+from core.messaging.bus_rules import check_receive
 from core.messaging.topology import TOPOLOGY, Topology
 from core.ports import BlobStore, EntityDepth, OutboundMessage, ReceivedMessage
 
@@ -405,14 +406,7 @@ class ServiceBusBus:
     def receive(
         self, entity: str, *, max_messages: int = 1, wait_seconds: float = 0.0
     ) -> list[ReceivedMessage]:
-        if max_messages < 1:
-            raise PermanentError(
-                f"max_messages must be at least 1, got {max_messages}", resource=entity
-            )
-        if wait_seconds < 0:
-            raise PermanentError(
-                f"wait_seconds must not be negative, got {wait_seconds}", resource=entity
-            )
+        check_receive(entity, max_messages, wait_seconds)
         source = self._receivable(entity)
         receiver = self._receiver(source)
         with self._entity_lock(f"receive:{entity}"), bus_errors(entity):
@@ -529,10 +523,7 @@ class ServiceBusBus:
 
     def peek_dead_letters(self, entity: str, *, max_messages: int = 100) -> list[ReceivedMessage]:
         """Dead letters, oldest first, without locking them (`lock_token` is empty)."""
-        if max_messages < 1:
-            raise PermanentError(
-                f"max_messages must be at least 1, got {max_messages}", resource=entity
-            )
+        check_receive(entity, max_messages)
         source = self._receivable(entity)
         receiver = self._receiver(source, dead_letter=True)
         with self._entity_lock(f"dlq:{entity}"), bus_errors(f"{entity}/$deadletterqueue"):

@@ -46,6 +46,7 @@ from core.errors import (
     PortError,
     TransientError,
 )
+from core.messaging.bus_rules import check_receive
 from core.messaging.topology import (
     TOPOLOGY,
     EntitySettings,
@@ -593,14 +594,7 @@ class SqliteBus:
     ) -> list[ReceivedMessage]:
         """Peek-lock up to `max_messages`; with `wait_seconds`, block until one is ready
         (woken by sends in this process, polling for other processes and timers)."""
-        if max_messages < 1:
-            raise PermanentError(
-                f"max_messages must be at least 1, got {max_messages}", resource=entity
-            )
-        if wait_seconds < 0:
-            raise PermanentError(
-                f"wait_seconds must not be negative, got {wait_seconds}", resource=entity
-            )
+        check_receive(entity, max_messages, wait_seconds)
         receivable = self._resolve_receivable(entity)
         arrivals = self._shared.arrivals
         deadline = time.monotonic() + wait_seconds
@@ -798,10 +792,7 @@ class SqliteBus:
     def peek_dead_letters(self, entity: str, *, max_messages: int = 100) -> list[ReceivedMessage]:
         """Dead-lettered messages, oldest first, without locking them (`lock_token` is
         empty: a peeked message cannot be settled)."""
-        if max_messages < 1:
-            raise PermanentError(
-                f"max_messages must be at least 1, got {max_messages}", resource=entity
-            )
+        check_receive(entity, max_messages)
         self._resolve_receivable(entity)
         try:
             rows = self._conn().execute(_PEEK_DEAD_LETTERS, (entity, max_messages)).fetchall()
