@@ -27,6 +27,9 @@ from core.processing.crm import CrmMappingProcessor
 from core.sync.executions import SyncExecutions
 from core.sync.scheduler import SyncScheduler
 from core.sync.worker import SyncWorker
+from core.webhooks import commit_process
+from core.webhooks.commit import Committer
+from core.webhooks.commit_process import ProcessGroupCommit
 from core.webhooks.receiver import WebhookReceiver
 
 
@@ -147,7 +150,26 @@ class Runtime:
             inline_limit_bytes=self.settings.message_inline_limit_bytes,
             rate_per_second=self.settings.webhook_rate_per_second,
             rate_burst=self.settings.webhook_rate_burst,
+            committer=self._webhook_committer(),
         )
+
+    def _webhook_committer(self) -> Committer | None:
+        """The local SQLite bus gets a writer process (see `core.webhooks.commit_process`);
+        None keeps the receiver's writer thread."""
+        if not (
+            self.settings.webhook_commit_process
+            and self.settings.bus == "sqlite"
+            and commit_process.supported()
+        ):
+            return None
+        bus = self.bus
+        return ProcessGroupCommit(self.settings, on_committed=getattr(bus, "wake_receivers", None))
+
+    def close(self) -> None:
+        """Ends what the runtime started in the background (the webhook commit writer)."""
+        receiver = self.__dict__.get("webhook_receiver")
+        if receiver is not None:
+            receiver.close()
 
     def startup(self) -> None:
         """Start-up work that must succeed before messages are processed: the shard types

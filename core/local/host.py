@@ -195,3 +195,4 @@ class LocalHost:
                 break
         self.stop()
         server_thread.join(self.settings.local_shutdown_grace_seconds + 1)
+        self.runtime.close()

@@ -27,7 +27,7 @@ Per delivery, in this order:
    messages with just the Id) become one targeted sync task for the entity types they name;
    every other scheme's events go out as `integration.webhook.received` to the queue of
    their kind. Bodies over the inline limit go by claim check. Concurrent deliveries share
-   the idempotency read, the bus send and the key write (`GroupCommit`), and each waits for
+   the idempotency read, the bus send and the key write (`core.webhooks.commit`), and each waits for
    its own write: only once the bus has the messages are the keys written and the provider
    answered, so a crash in between makes the provider retry, and the retry is dropped by
    the broker's duplicate detection (deterministic message ids) or published again to
@@ -59,7 +59,7 @@ from typing import Any
 from prometheus_client import Counter
 
 from core import containers, metrics
-from core.errors import NotFoundError, PermanentError, PortError, TransientError
+from core.errors import NotFoundError, PermanentError, PortError
 from core.ids import unique_hex
 from core.integrations.repository import IntegrationRepository
 from core.messaging import topology
@@ -68,6 +68,7 @@ from core.models import crm_events
 from core.models.integration import TenantIntegration
 from core.ports import BlobStore, Bus, Clock, DocumentStore, OutboundMessage, SecretStore
 from core.sync.executions import SyncExecutions
+from core.webhooks.commit import Committer, GroupCommit, PendingCommit, Publication
 from core.webhooks.events import SOURCE, WebhookReceived, message_id_for, webhook_message
 from core.webhooks.registrations import (
     WebhookHealth,
@@ -96,7 +97,6 @@ HEALTH_FLUSH_SECONDS = 30.0
 PENDING_SECRET_INTERVAL_SECONDS = 60.0
 UNAVAILABLE_RETRY_AFTER_SECONDS = 5
 MAX_EVENT_ID_LENGTH = 256
-COMMIT_WRITER_IDLE_SECONDS = 10.0
 """Longer provider ids (Graph's carry resource paths) are hashed into the idempotency key."""
 
 JSON_CONTENT_TYPE = "application/json"
@@ -484,169 +484,6 @@ def _subscribed(patterns: Sequence[str], event_type: str | None) -> bool:
 
 
 # --------------------------------------------------------------------------------------
-# Group commit
-# --------------------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class Publication:
-    """One event to publish: its message (None when the event only records its key, as a
-    notification answered by a sync does) and its idempotency document (None when the
-    provider gave no event id, and then the event is always published)."""
-
-    entity: str | None
-    message: OutboundMessage | None
-    key_document: dict[str, Any] | None
-
-
-@dataclass(slots=True)
-class PendingCommit:
-    """One delivery's publications; the commit fills in what became of them."""
-
-    publications: list[Publication]
-    committed: bool = False
-    error: Exception | None = None
-    published: int = 0
-    repeats: int = 0
-    done: asyncio.Future[None] | None = None
-
-
-class GroupCommit:
-    """Deduplicates and writes the events of concurrent deliveries in shared operations:
-    one idempotency read, one bus send per entity and one idempotency write for all of them.
-
-    Every caller awaits the write that holds its work, so nothing is acknowledged before
-    its messages are durably enqueued; batching only shares the I/O. Callers are coroutines
-    (the receipt runs on the event loop): the writer wakes each waiting loop once per batch.
-    On the local SQLite stores each operation costs far more than the rows in it, and on
-    Service Bus and Cosmos a batch saves round trips. One writer thread takes everything
-    queued, writes it, and takes what queued meanwhile: always the same thread, so its
-    SQLite connections keep their page caches (a connection that another one wrote behind
-    re-reads what it needs, and a caller-led write moved between every caller's thread),
-    and callers only wait. The writer ends after `COMMIT_WRITER_IDLE_SECONDS` without work
-    and the next commit starts another. Within a batch the first copy of an event wins, so
-    concurrent copies publish once. When a shared write fails, each delivery in it is
-    written on its own, so one bad delivery cannot fail the rest. Keys are written after
-    the messages; a failure to write them is logged, not raised: the messages are out, and
-    a repeat is caught by the broker's duplicate detection (deterministic message ids) or
-    by idempotent consumers.
-    """
-
-    def __init__(self, bus: Bus, store: DocumentStore) -> None:
-        self._bus = bus
-        self._store = store
-        self._lock = threading.Lock()
-        self._queued = threading.Condition(self._lock)
-        self._queue: list[PendingCommit] = []
-        self._writer: threading.Thread | None = None
-
-    async def commit(self, pending: PendingCommit) -> None:
-        pending.done = asyncio.get_running_loop().create_future()
-        with self._lock:
-            self._queue.append(pending)
-            if self._writer is None:
-                self._start_writer()
-            else:
-                self._queued.notify()
-        await pending.done
-        if pending.error is not None:
-            raise pending.error
-
-    def _start_writer(self) -> None:
-        """Called holding the lock."""
-        self._writer = threading.Thread(target=self._drain, name="webhook-commit", daemon=True)
-        self._writer.start()
-
-    def _drain(self) -> None:
-        try:
-            while True:
-                with self._lock:
-                    if not self._queue:
-                        self._queued.wait(COMMIT_WRITER_IDLE_SECONDS)
-                        if not self._queue:
-                            return
-                    batch, self._queue = self._queue, []
-                self._write(batch)
-        finally:
-            with self._lock:
-                self._writer = None
-                if self._queue:
-                    self._start_writer()
-
-    def _write(self, batch: list[PendingCommit]) -> None:
-        try:
-            try:
-                self._write_together(batch)
-                for pending in batch:
-                    pending.committed = True
-            except Exception as error:
-                if len(batch) == 1:
-                    batch[0].error = error
-                    return
-                for pending in batch:
-                    try:
-                        self._write_together([pending])
-                        pending.committed = True
-                    except Exception as own_error:
-                        pending.error = own_error
-        finally:
-            by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
-            for pending in batch:
-                if not pending.committed and pending.error is None:
-                    pending.error = TransientError("the shared webhook commit was interrupted")
-                if pending.done is not None:
-                    by_loop.setdefault(pending.done.get_loop(), []).append(pending.done)
-            for loop, futures in by_loop.items():
-                try:
-                    loop.call_soon_threadsafe(_settle, futures)
-                except RuntimeError:
-                    log.warning("a webhook commit finished after its event loop closed")
-
-    def _write_together(self, batch: list[PendingCommit]) -> None:
-        wanted = {
-            (document["key"], document["id"])
-            for pending in batch
-            for publication in pending.publications
-            if (document := publication.key_document) is not None
-        }
-        found = self._store.get_many(containers.IDEMPOTENCY.name, list(wanted)) if wanted else {}
-        seen = {key for key, _ in found}
-        by_entity: dict[str, list[OutboundMessage]] = {}
-        documents: list[dict[str, Any]] = []
-        for pending in batch:
-            pending.published = pending.repeats = 0
-            for publication in pending.publications:
-                document = publication.key_document
-                if document is not None:
-                    if document["key"] in seen:
-                        pending.repeats += 1
-                        continue
-                    seen.add(document["key"])
-                    documents.append(document)
-                if publication.message is not None and publication.entity is not None:
-                    by_entity.setdefault(publication.entity, []).append(publication.message)
-                    pending.published += 1
-        for entity, messages in by_entity.items():
-            self._bus.send(entity, messages)
-        if not documents:
-            return
-        try:
-            self._store.upsert_many(containers.IDEMPOTENCY.name, documents)
-        except PortError:
-            log.exception(
-                "published webhook events but could not record %d idempotency keys",
-                len(documents),
-            )
-
-
-def _settle(futures: Iterable[asyncio.Future[None]]) -> None:
-    """On the waiters' loop; a waiter that went away (cancelled) is skipped."""
-    for future in futures:
-        if not future.done():
-            future.set_result(None)
-
-
-# --------------------------------------------------------------------------------------
 # The receiver
 # --------------------------------------------------------------------------------------
 
@@ -672,6 +509,7 @@ class WebhookReceiver:
         rate_burst: int,
         health_flush_seconds: float = HEALTH_FLUSH_SECONDS,
         directory: RegistrationDirectory | None = None,
+        committer: Committer | None = None,
         timer: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
@@ -686,9 +524,13 @@ class WebhookReceiver:
             store, secrets, clock, on_change=self.directory.forget
         )
         self._limiter = RateLimiter(rate_per_second, rate_burst, timer=timer)
-        self._committer = GroupCommit(bus, store)
+        self._committer = committer or GroupCommit(bus, store)
         self._tallies: dict[tuple[str, str], _Tally] = {}
         self._tally_lock = threading.Lock()
+
+    def close(self) -> None:
+        """Ends the commit writer once its current batch is written."""
+        self._committer.close()
 
     # -- the delivery ------------------------------------------------------------------------
 

@@ -38,12 +38,10 @@ from core.models import crm_events
 from core.models.events import EventEnvelope, decode_envelope
 from core.ports import Filter, OutboundMessage, ReceivedMessage
 from core.sync.executions import SyncExecutions, parse_task
+from core.webhooks.commit import GroupCommit, PendingCommit, Publication
 from core.webhooks.events import WEBHOOK_RECEIVED, parse_webhook_received
 from core.webhooks.receiver import (
     UNAUTHORIZED,
-    GroupCommit,
-    PendingCommit,
-    Publication,
     RegistrationDirectory,
     WebhookDelivery,
     WebhookReceiver,
@@ -976,7 +974,7 @@ def test_when_a_shared_commit_fails_copies_in_it_still_publish_once(tmp_path: Pa
 def test_an_idle_commit_writer_ends_and_the_next_commit_starts_another(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("core.webhooks.receiver.COMMIT_WRITER_IDLE_SECONDS", 0.05)
+    monkeypatch.setattr("core.webhooks.commit.COMMIT_WRITER_IDLE_SECONDS", 0.05)
     bus = SqliteBus(tmp_path / "bus.sqlite")
     committer = GroupCommit(bus, SqliteDocumentStore(tmp_path / "store.sqlite"))
     queue = topology.INTEGRATION_COMMUNICATIONS

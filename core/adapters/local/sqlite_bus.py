@@ -585,6 +585,18 @@ class SqliteBus:
                 logger.debug("bus: %d message(s) to %s matched no subscription", unmatched, scope)
         return landed
 
+    def wake_receivers(self, entities: Iterable[str]) -> None:
+        """Wakes this process's receivers of what another process sent to `entities` (queues
+        or topics), as its own sends do; they would otherwise see it at their next poll."""
+        names = {
+            target.name
+            for entity in entities
+            if (sendable := self._catalog.sendables.get(entity)) is not None
+            for target in sendable.targets
+        }
+        if names:
+            self._shared.arrivals.announce(names)
+
     # ----------------------------------------------------------------------------------
     # receive
     # ----------------------------------------------------------------------------------
