@@ -195,27 +195,40 @@ class ProcessGroupCommit:
     async def commit(self, pending: PendingCommit) -> None:
         loop = asyncio.get_running_loop()
         connected = self._channels.get(loop)
-        if connected is None or (
-            connected.done() and (connected.exception() is not None or connected.result().lost)
+        if (
+            connected is not None
+            and connected.done()
+            and connected.exception() is None
+            and not connected.result().lost
         ):
-            connected = self._channels[loop] = loop.create_future()
-            self._forget_closed_loops()
-            try:
-                channel = await self._connect(loop)
-            except BaseException as exc:
-                connected.set_exception(
-                    exc
-                    if isinstance(exc, Exception)
-                    else TransientError("connecting to the webhook commit process was cancelled")
-                )
-                raise
-            connected.set_result(channel)
-        channel = await asyncio.shield(connected)
+            channel = connected.result()
+        else:
+            channel = await self._channel(loop, connected)
         pending.done = loop.create_future()
         channel.submit(pending)
         await pending.done
         if pending.error is not None:
             raise pending.error
+
+    async def _channel(
+        self, loop: asyncio.AbstractEventLoop, connected: asyncio.Future[_Channel] | None
+    ) -> _Channel:
+        """This loop's connection: the one being made, or a new one (one at a time)."""
+        if connected is not None and not connected.done():
+            return await asyncio.shield(connected)
+        connected = self._channels[loop] = loop.create_future()
+        self._forget_closed_loops()
+        try:
+            channel = await self._connect(loop)
+        except BaseException as exc:
+            connected.set_exception(
+                exc
+                if isinstance(exc, Exception)
+                else TransientError("connecting to the webhook commit process was cancelled")
+            )
+            raise
+        connected.set_result(channel)
+        return channel
 
     async def _connect(self, loop: asyncio.AbstractEventLoop) -> _Channel:
         path = await asyncio.to_thread(self.start)
