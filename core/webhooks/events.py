@@ -49,9 +49,10 @@ def message_id_for(idempotency_key: str) -> str:
     return hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]
 
 
-def webhook_message(payload: WebhookReceived) -> OutboundMessage:
+def webhook_message(payload: WebhookReceived, *, time: str | None = None) -> OutboundMessage:
     """The bus message of one received event; its id is derived from the idempotency key
-    when there is one, so a republished event keeps its id."""
+    when there is one, so a republished event keeps its id. `time` (ISO 8601) is the
+    envelope's, now when omitted."""
     envelope_id = (
         message_id_for(payload.idempotency_key) if payload.idempotency_key else str(uuid.uuid4())
     )
@@ -63,6 +64,7 @@ def webhook_message(payload: WebhookReceived) -> OutboundMessage:
         tenant_id=payload.tenant_id,
         correlation_id=payload.correlation_id,
         properties={"provider": payload.provider},
+        time=time,
     )
 
 

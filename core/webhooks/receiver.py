@@ -690,7 +690,7 @@ class WebhookReceiver:
 
     @staticmethod
     def _key_document(
-        registration: WebhookRegistration, key: str | None, now: datetime
+        registration: WebhookRegistration, key: str | None, created_at: str
     ) -> dict[str, Any] | None:
         if key is None:
             return None
@@ -700,7 +700,7 @@ class WebhookReceiver:
             "tenantId": registration.tenant_id,
             "integrationId": registration.integration_id,
             "provider": registration.provider,
-            "createdAt": now.isoformat(),
+            "createdAt": created_at,
         }
 
     # -- publishing --------------------------------------------------------------------------
@@ -727,6 +727,7 @@ class WebhookReceiver:
         now: datetime,
     ) -> list[Publication]:
         publications = []
+        moment = now.isoformat()
         for item in events:
             payload = WebhookReceived(
                 integration_id=registration.integration_id,
@@ -740,12 +741,12 @@ class WebhookReceiver:
                 received_at=now,
                 payload=item.event.payload,
             )
-            message = webhook_message(payload)
+            message = webhook_message(payload, time=moment)
             publications.append(
                 Publication(
                     queue_for(registration.provider, item.event),
                     message,
-                    self._key_document(registration, item.key, now),
+                    self._key_document(registration, item.key, moment),
                 )
             )
         return publications
@@ -761,6 +762,7 @@ class WebhookReceiver:
         name records request their sync here and then only record their keys. Blocking (a
         store read first, so a repeat requests no sync)."""
         fresh = self._unseen(events)
+        moment = now.isoformat()
         records: list[_Keyed] = []
         notifications: list[_Keyed] = []
         for item in fresh:
@@ -769,7 +771,7 @@ class WebhookReceiver:
         if notifications:
             self._request_sync(registration, notifications)
         publications = [
-            Publication(None, None, self._key_document(registration, item.key, now))
+            Publication(None, None, self._key_document(registration, item.key, moment))
             for item in notifications
         ]
         for item in records:
@@ -778,7 +780,7 @@ class WebhookReceiver:
                 Publication(
                     topology.INTEGRATION_DATA_RAW,
                     message,
-                    self._key_document(registration, item.key, now),
+                    self._key_document(registration, item.key, moment),
                 )
             )
         return publications, len(events) - len(fresh)

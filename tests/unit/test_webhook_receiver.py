@@ -305,6 +305,7 @@ def test_slack_documented_request_is_published_for_the_registered_tenant(world: 
     assert payload.payload["command"] == "/webhook-collect"
     assert "token" not in payload.payload
     assert payload.idempotency_key == f"webhook:{world.integration_id}:{payload.event_id}"
+    assert envelope.time == payload.received_at == SLACK_NOW
     assert counter("webhooks_received", provider="slack", outcome="accepted") == accepted + 1
 
 
