@@ -365,6 +365,7 @@ def serve(listener: socket.socket, lifeline: IO[bytes], writer: Callable[[list],
 def main(argv: list[str]) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     listener = socket.socket(fileno=int(argv[0]))
+    socket_directory = Path(listener.getsockname()).parent
     lifeline = sys.stdin.buffer
     settings_line = lifeline.readline()
     from core.logging import configure_logging
@@ -381,6 +382,7 @@ def main(argv: list[str]) -> int:
             close = getattr(resource, "close", None)
             if close is not None:
                 close()
+        shutil.rmtree(socket_directory, ignore_errors=True)
     return 0
 
 

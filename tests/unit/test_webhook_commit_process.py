@@ -151,7 +151,7 @@ def test_close_ends_the_writer_and_removes_its_socket(committer: ProcessGroupCom
     assert not directory.exists()
 
 
-def test_the_writer_exits_when_its_host_is_killed(tmp_path: Path) -> None:
+def test_the_writer_exits_and_cleans_up_when_its_host_is_killed(tmp_path: Path) -> None:
     host = subprocess.Popen(
         [
             sys.executable,
@@ -164,7 +164,7 @@ def test_the_writer_exits_when_its_host_is_killed(tmp_path: Path) -> None:
                 from tests.unit.test_webhook_commit_process import _keyed
                 committer = ProcessGroupCommit(Settings(DATA_DIR={str(tmp_path)!r}))
                 asyncio.run(committer.commit(_keyed("k1")))
-                print(committer._process.pid, flush=True)
+                print(committer._process.pid, committer._directory, flush=True)
                 time.sleep(600)
                 """
             ),
@@ -175,13 +175,15 @@ def test_the_writer_exits_when_its_host_is_killed(tmp_path: Path) -> None:
     )
     try:
         assert host.stdout is not None
-        writer_pid = int(host.stdout.readline())
+        pid, directory = host.stdout.readline().split()
+        writer_pid = int(pid)
         host.kill()
         host.wait(30)
         deadline = time.monotonic() + 30
         while _alive(writer_pid) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert not _alive(writer_pid)
+        assert not Path(directory).exists()
     finally:
         host.kill()
 
