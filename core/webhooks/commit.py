@@ -27,14 +27,21 @@ log = logging.getLogger(__name__)
 COMMIT_WRITER_IDLE_SECONDS = 10.0
 
 
+class MessageDraft(Protocol):
+    """A message the writer builds, so that the event loop does not."""
+
+    def build(self) -> OutboundMessage: ...
+
+
 @dataclass(slots=True)
 class Publication:
-    """One event to publish: its message (None when the event only records its key, as a
-    notification answered by a sync does) and its idempotency document (None when the
-    provider gave no event id, and then the event is always published)."""
+    """One event to publish: its message or the draft the writer builds it from (None when
+    the event only records its key, as a notification answered by a sync does) and its
+    idempotency document (None when the provider gave no event id, and then the event is
+    always published)."""
 
     entity: str | None
-    message: OutboundMessage | None
+    message: OutboundMessage | MessageDraft | None
     key_document: dict[str, Any] | None
 
 
@@ -103,8 +110,11 @@ def _write_together(bus: Bus, store: DocumentStore, batch: list[PendingCommit]) 
                     continue
                 seen.add(document["key"])
                 documents.append(document)
-            if publication.message is not None and publication.entity is not None:
-                by_entity.setdefault(publication.entity, []).append(publication.message)
+            message = publication.message
+            if message is not None and publication.entity is not None:
+                if not isinstance(message, OutboundMessage):
+                    message = message.build()
+                by_entity.setdefault(publication.entity, []).append(message)
                 pending.published += 1
     for entity, messages in by_entity.items():
         bus.send(entity, messages)

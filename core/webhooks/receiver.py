@@ -69,7 +69,7 @@ from core.models.integration import TenantIntegration
 from core.ports import BlobStore, Bus, Clock, DocumentStore, OutboundMessage, SecretStore
 from core.sync.executions import SyncExecutions
 from core.webhooks.commit import Committer, GroupCommit, PendingCommit, Publication
-from core.webhooks.events import SOURCE, WebhookReceived, message_id_for, webhook_message
+from core.webhooks.events import SOURCE, WebhookReceivedDraft, message_id_for
 from core.webhooks.registrations import (
     WebhookHealth,
     WebhookRegistration,
@@ -98,6 +98,11 @@ PENDING_SECRET_INTERVAL_SECONDS = 60.0
 UNAVAILABLE_RETRY_AFTER_SECONDS = 5
 MAX_EVENT_ID_LENGTH = 256
 """Longer provider ids (Graph's carry resource paths) are hashed into the idempotency key."""
+MAX_JSON_GROWTH = 5
+ENVELOPE_ALLOWANCE_BYTES = 8192
+"""A payload parsed from a body and written again as JSON grows at most about fivefold (a
+number like 1e15 comes back as 1000000000000000.0), and the envelope and its fields take a
+few kilobytes: a delivery under that bound cannot make a message over the inline limit."""
 
 JSON_CONTENT_TYPE = "application/json"
 CRM_SCHEMES = frozenset({"salesforce", "hubspot"})
@@ -600,7 +605,7 @@ class WebhookReceiver:
                 )
             await self._received(registration, Outcome.HANDSHAKE, now)
             return WebhookReply.of(verdict.response)
-        return await self._accept(registration, verdict, now)
+        return await self._accept(registration, verdict, now, len(delivery.body))
 
     def _keep_pending_secret(
         self, registration: WebhookRegistration, token: str, now: datetime
@@ -624,7 +629,7 @@ class WebhookReceiver:
         )
 
     async def _accept(
-        self, registration: WebhookRegistration, verdict: Accepted, now: datetime
+        self, registration: WebhookRegistration, verdict: Accepted, now: datetime, body_size: int
     ) -> WebhookReply:
         scheme = registration.provider
         subscribed: list[_Keyed] = []
@@ -645,13 +650,13 @@ class WebhookReceiver:
                 )
             else:
                 publications = self._event_publications(
-                    registration, subscribed, correlation_id, now
+                    registration, subscribed, correlation_id, now, body_size
                 )
             oversized = [
-                publication.message
+                message
                 for publication in publications
-                if publication.message is not None
-                and len(publication.message.body) > self._inline_limit
+                if isinstance(message := publication.message, OutboundMessage)
+                and len(message.body) > self._inline_limit
             ]
             if oversized:
                 await asyncio.to_thread(self._offload, oversized, now)
@@ -725,23 +730,28 @@ class WebhookReceiver:
         events: Sequence[_Keyed],
         correlation_id: str,
         now: datetime,
+        body_size: int,
     ) -> list[Publication]:
+        """The messages of a small delivery are drafts the commit's writer builds; a large
+        one's are built here, where a message over the inline limit goes by claim check."""
         publications = []
         moment = now.isoformat()
+        drafted = body_size * MAX_JSON_GROWTH + ENVELOPE_ALLOWANCE_BYTES <= self._inline_limit
         for item in events:
-            payload = WebhookReceived(
-                integration_id=registration.integration_id,
-                tenant_id=registration.tenant_id,
-                registration_id=registration.id,
-                provider=registration.provider,
-                event_id=item.event.event_id,
-                event_type=item.event.event_type,
-                idempotency_key=item.key,
-                correlation_id=correlation_id,
-                received_at=now,
-                payload=item.event.payload,
-            )
-            message = webhook_message(payload, time=moment)
+            fields = {
+                "integration_id": registration.integration_id,
+                "tenant_id": registration.tenant_id,
+                "registration_id": registration.id,
+                "provider": registration.provider,
+                "event_id": item.event.event_id,
+                "event_type": item.event.event_type,
+                "idempotency_key": item.key,
+                "correlation_id": correlation_id,
+                "received_at": now,
+                "payload": item.event.payload,
+            }
+            draft = WebhookReceivedDraft(fields, moment)
+            message = draft if drafted else draft.build()
             publications.append(
                 Publication(
                     queue_for(registration.provider, item.event),

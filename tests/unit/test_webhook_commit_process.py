@@ -10,6 +10,7 @@ import sys
 import textwrap
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -20,11 +21,13 @@ from core.adapters.local.sqlite_store import SqliteDocumentStore
 from core.config import Settings
 from core.errors import TransientError
 from core.messaging import topology
+from core.models.events import decode_envelope
 from core.ports import OutboundMessage
 from core.runtime import Runtime
 from core.webhooks import commit_process
 from core.webhooks.commit import GroupCommit, PendingCommit, Publication
 from core.webhooks.commit_process import ProcessGroupCommit
+from core.webhooks.events import WebhookReceivedDraft, message_id_for, parse_webhook_received
 
 QUEUE = topology.INTEGRATION_COMMUNICATIONS
 
@@ -112,6 +115,40 @@ def test_a_delivery_the_writer_cannot_write_fails_alone_as_transient(
     assert "nowhere" in str(results[1])
     with SqliteBus(tmp_path / "bus.sqlite") as bus:
         assert [m.message_id for m in bus.receive(QUEUE, max_messages=10)] == ["id-k1"]
+
+
+def test_the_writer_builds_drafted_messages_and_a_draft_it_cannot_build_fails_alone(
+    committer: ProcessGroupCommit, tmp_path: Path
+) -> None:
+    fields = {
+        "integration_id": "int-1",
+        "tenant_id": "t1",
+        "registration_id": "reg-1",
+        "provider": "slack",
+        "event_id": "Ev1",
+        "event_type": "message",
+        "idempotency_key": "webhook:int-1:Ev1",
+        "correlation_id": "corr-1",
+        "received_at": datetime(2026, 11, 22, 10, 0, tzinfo=UTC),
+        "payload": {"text": "hello"},
+    }
+    moment = "2026-11-22T10:00:00+00:00"
+    good = PendingCommit([Publication(QUEUE, WebhookReceivedDraft(fields, moment), None)])
+    bad = PendingCommit(
+        [Publication(QUEUE, WebhookReceivedDraft({**fields, "tenant_id": ""}, moment), None)]
+    )
+
+    results = asyncio.run(_commit_all(committer, [good, bad]))
+
+    assert results[0] is None
+    assert isinstance(results[1], RuntimeError)
+    assert "tenant_id" in str(results[1])
+    with SqliteBus(tmp_path / "bus.sqlite") as bus:
+        (message,) = bus.receive(QUEUE, max_messages=10)
+    envelope = decode_envelope(message.body)
+    assert envelope.time == fields["received_at"]
+    assert parse_webhook_received(envelope).payload == {"text": "hello"}
+    assert message.message_id == message_id_for("webhook:int-1:Ev1")
 
 
 def test_a_writer_that_dies_fails_its_commits_and_the_next_one_starts_another(
