@@ -231,8 +231,8 @@ class ProcessGroupCommit:
         return channel
 
     async def _connect(self, loop: asyncio.AbstractEventLoop) -> _Channel:
-        path = await asyncio.to_thread(self.start)
         try:
+            path = await asyncio.to_thread(self.start)
             _, channel = await loop.create_unix_connection(
                 lambda: _Channel(self._on_committed), str(path)
             )
