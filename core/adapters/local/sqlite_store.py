@@ -524,6 +524,20 @@ class WalCheckpointer:
             conn.close()
 
 
+def _use_wal(conn: sqlite3.Connection, deadline: float) -> None:
+    """Switching a new file to WAL while other connections open it can fail at once with
+    "database is locked" (SQLite does not always call the busy handler for it): retry until
+    the busy timeout, as every other statement waits."""
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.005)
+
+
 class SqliteConnections:
     """One connection per thread and per process (a forked child opens its own), in WAL
     mode with a busy timeout, so threads and processes can share one database file."""
@@ -550,7 +564,7 @@ class SqliteConnections:
                 isolation_level=None,
                 check_same_thread=False,
             )
-            conn.execute("PRAGMA journal_mode=WAL")
+            _use_wal(conn, time.monotonic() + self._busy_timeout_seconds)
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
         local.conn, local.pid, local.generation = conn, os.getpid(), self._generation
