@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
-from pydantic import ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from core.errors import PermanentError
 from core.models.events import SCHEMA_VERSION, EventEnvelope, envelope_message
@@ -356,6 +356,9 @@ def _agreeing(field: str, given: str | None, in_payload: Any) -> str:
     return value
 
 
+_Payload = TypeVar("_Payload", bound=BaseModel)
+
+
 def parse_payload(envelope: EventEnvelope) -> EventPayload:
     """The typed payload of a received event. PermanentError (naming the event and each
     bad field) for an unknown type, an invalid payload, or a payload whose tenant differs
@@ -365,6 +368,12 @@ def parse_payload(envelope: EventEnvelope) -> EventPayload:
         raise PermanentError(
             f"event {envelope.id}: unknown event type {envelope.type!r}", resource=envelope.type
         )
+    return validate_payload(envelope, model)
+
+
+def validate_payload(envelope: EventEnvelope, model: type[_Payload]) -> _Payload:
+    """The envelope's data as `model`; PermanentError naming the event and each bad field,
+    or a tenant that differs from the envelope's."""
     try:
         payload = model.model_validate(envelope.data)
     except ValidationError as exc:

@@ -14,10 +14,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import ValidationError
-
 from core.errors import PermanentError
-from core.models.crm_events import EventPayload
+from core.models.crm_events import EventPayload, validate_payload
 from core.models.events import EventEnvelope, envelope_message
 from core.models.shards import NonEmptyStr, UtcDateTime
 from core.ports import OutboundMessage
@@ -92,21 +90,4 @@ def parse_webhook_received(envelope: EventEnvelope) -> WebhookReceived:
             f"event {envelope.id}: {envelope.type!r} is not {WEBHOOK_RECEIVED}",
             resource=envelope.type,
         )
-    try:
-        payload = WebhookReceived.model_validate(envelope.data)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in item['loc']) or '(data)'}: {item['msg']}"
-            for item in exc.errors()
-        )
-        raise PermanentError(
-            f"event {envelope.id} ({WEBHOOK_RECEIVED}): invalid data: {problems}",
-            resource=WEBHOOK_RECEIVED,
-        ) from exc
-    if payload.tenant_id != envelope.tenant_id:
-        raise PermanentError(
-            f"event {envelope.id} ({WEBHOOK_RECEIVED}): data.tenantId {payload.tenant_id!r} "
-            f"differs from the envelope's {envelope.tenant_id!r}",
-            resource=WEBHOOK_RECEIVED,
-        )
-    return payload
+    return validate_payload(envelope, WebhookReceived)
