@@ -4,6 +4,7 @@ delivery, and that the writer never outlives or outruns its host."""
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import subprocess
 import sys
@@ -173,6 +174,14 @@ def test_a_writer_that_dies_fails_its_commits_and_the_next_one_starts_another(
     with SqliteBus(tmp_path / "bus.sqlite") as bus:
         received = bus.receive(QUEUE, max_messages=10)
     assert [m.message_id for m in received] == ["id-k1", "id-k3"]
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="no SCHED_BATCH on this platform")
+def test_the_writer_runs_as_a_batch_process(committer: ProcessGroupCommit) -> None:
+    asyncio.run(committer.commit(_keyed("k1")))
+    assert committer._process is not None
+
+    assert os.sched_getscheduler(committer._process.pid) == os.SCHED_BATCH
 
 
 def test_close_ends_the_writer_and_removes_its_socket(committer: ProcessGroupCommit) -> None:
