@@ -57,7 +57,7 @@ class Settings(BaseSettings):
     message_inline_limit_bytes: int = Field(192 * 1024, gt=0, alias="MESSAGE_INLINE_LIMIT_BYTES")
     webhook_rate_per_second: float = Field(100.0, gt=0, alias="WEBHOOK_RATE_PER_SECOND")
     webhook_rate_burst: int = Field(200, ge=1, alias="WEBHOOK_RATE_BURST")
-    webhook_commit_process: bool = Field(True, alias="WEBHOOK_COMMIT_PROCESS")
+    webhook_receipt_process: bool = Field(True, alias="WEBHOOK_RECEIPT_PROCESS")
 
     # --- processing ----------------------------------------------------------------------
     validation_mode: Literal["strict", "lenient", "audit"] = Field(

@@ -27,10 +27,10 @@ from core.processing.crm import CrmMappingProcessor
 from core.sync.executions import SyncExecutions
 from core.sync.scheduler import SyncScheduler
 from core.sync.worker import SyncWorker
-from core.webhooks import commit_process
+from core.webhooks import receipt_process
 from core.webhooks.commit import Committer
-from core.webhooks.commit_process import ProcessGroupCommit
-from core.webhooks.receiver import WebhookReceiver
+from core.webhooks.receipt_process import ReceiptProcess
+from core.webhooks.receiver import CountSink, WebhookIntake, WebhookReceiver, count_metric
 
 
 class SystemClock:
@@ -138,8 +138,28 @@ class Runtime:
         )
 
     @cached_property
-    def webhook_receiver(self) -> WebhookReceiver:
-        """One per process: it holds the registration cache, rate buckets and health tally."""
+    def webhook_receiver(self) -> WebhookIntake:
+        """One per process: it holds the registration cache, rate buckets and health tally.
+        On the local SQLite bus, receipt runs in a process of its own (see
+        `core.webhooks.receipt_process`)."""
+        if (
+            self.settings.webhook_receipt_process
+            and self.settings.bus == "sqlite"
+            and receipt_process.supported()
+        ):
+            return ReceiptProcess(
+                self.settings,
+                self.store,
+                self.secrets,
+                self.clock,
+                on_committed=getattr(self.bus, "wake_receivers", None),
+            )
+        return self.build_webhook_receiver()
+
+    def build_webhook_receiver(
+        self, committer: Committer | None = None, *, count: CountSink = count_metric
+    ) -> WebhookReceiver:
+        """A receiver in this process; without a committer it writes from a thread."""
         return WebhookReceiver(
             self.store,
             self.bus,
@@ -150,23 +170,13 @@ class Runtime:
             inline_limit_bytes=self.settings.message_inline_limit_bytes,
             rate_per_second=self.settings.webhook_rate_per_second,
             rate_burst=self.settings.webhook_rate_burst,
-            committer=self._webhook_committer(),
+            committer=committer,
+            count=count,
         )
 
-    def _webhook_committer(self) -> Committer | None:
-        """The local SQLite bus gets a writer process (see `core.webhooks.commit_process`);
-        None keeps the receiver's writer thread."""
-        if not (
-            self.settings.webhook_commit_process
-            and self.settings.bus == "sqlite"
-            and commit_process.supported()
-        ):
-            return None
-        bus = self.bus
-        return ProcessGroupCommit(self.settings, on_committed=getattr(bus, "wake_receivers", None))
-
     def close(self) -> None:
-        """Ends what the runtime started in the background (the webhook commit writer)."""
+        """Ends what the runtime started in the background (the webhook receipt process or
+        writer thread)."""
         receiver = self.__dict__.get("webhook_receiver")
         if receiver is not None:
             receiver.close()

@@ -15,7 +15,7 @@ from pydantic_core import to_jsonable_python
 from core.api.http import ApiError, ApiRequest, ApiResponse
 from core.integrations.service import InvalidInputError
 from core.runtime import get_runtime
-from core.webhooks.receiver import WebhookReceiver
+from core.webhooks.receiver import WebhookIntake
 from core.webhooks.registrations import WebhookRegistration, delivery_path
 
 
@@ -37,7 +37,7 @@ def registration_view(registration: WebhookRegistration) -> dict[str, Any]:
     }
 
 
-def _receiver() -> WebhookReceiver:
+def _receiver() -> WebhookIntake:
     return get_runtime().webhook_receiver
 
 

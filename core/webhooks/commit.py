@@ -5,8 +5,9 @@ is acknowledged before its messages are durably enqueued.
 
 Two writers share `write_batch`: `GroupCommit`, a thread of the receiving process (Service
 Bus and Cosmos, whose calls wait on the network without holding the interpreter), and
-`core.webhooks.commit_process.ProcessGroupCommit`, a process of its own (the local SQLite
-stores, whose statements would otherwise take turns with the event loop for the GIL).
+`LoopCommit`, which writes on the event loop itself and serves the receipt process of the
+local SQLite stores (`core.webhooks.receipt_process`), where nothing else waits on that loop
+and a thread would take turns with it for the GIL.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -202,3 +203,51 @@ def _settle(futures: Iterable[asyncio.Future[None]]) -> None:
     for future in futures:
         if not future.done():
             future.set_result(None)
+
+
+class LoopCommit:
+    """Writes on the committing event loop: the commits of one loop iteration are one batch,
+    written at the start of the next. Only for a loop that serves nothing but receipts (the
+    receipt process's), since the write blocks it. `on_committed` gets the entities each
+    batch sent to."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        store: DocumentStore,
+        *,
+        on_committed: Callable[[Iterable[str]], None] | None = None,
+    ) -> None:
+        self._bus = bus
+        self._store = store
+        self._on_committed = on_committed
+        self._batch: list[PendingCommit] = []
+
+    async def commit(self, pending: PendingCommit) -> None:
+        loop = asyncio.get_running_loop()
+        pending.done = loop.create_future()
+        self._batch.append(pending)
+        if len(self._batch) == 1:
+            loop.call_soon(self._write)
+        await pending.done
+        if pending.error is not None:
+            raise pending.error
+
+    def close(self) -> None:
+        """Nothing runs between batches."""
+
+    def _write(self) -> None:
+        batch, self._batch = self._batch, []
+        write_batch(self._bus, self._store, batch)
+        entities = {
+            publication.entity
+            for pending in batch
+            if pending.committed and pending.published
+            for publication in pending.publications
+            if publication.entity is not None and publication.message is not None
+        }
+        for pending in batch:
+            if pending.done is not None and not pending.done.done():
+                pending.done.set_result(None)
+        if entities and self._on_committed is not None:
+            self._on_committed(entities)

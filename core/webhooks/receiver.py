@@ -54,7 +54,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum, StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client import Counter
 
@@ -156,7 +156,7 @@ def failure_category(reason: RejectReason) -> str:
 _COUNTER_CHILDREN: dict[tuple[Counter, str, str], Any] = {}
 
 
-def _count(counter: Counter, provider: str, outcome: str, amount: int = 1) -> None:
+def count_metric(counter: Counter, provider: str, outcome: str, amount: int = 1) -> None:
     """`counter.labels(provider, outcome).inc(amount)`, keeping the labelled child: the label
     values are bounded (schemes, outcomes, reasons), and `labels()` costs as much as the
     rest of a counter update."""
@@ -165,6 +165,13 @@ def _count(counter: Counter, provider: str, outcome: str, amount: int = 1) -> No
     if child is None:
         child = _COUNTER_CHILDREN.setdefault(key, counter.labels(provider, str(outcome)))
     child.inc(amount)
+
+
+class CountSink(Protocol):
+    """Where a receiver's counts go: this process's counters (`count_metric`), or, in a
+    receipt process, the host's (`core.webhooks.receipt_process`)."""
+
+    def __call__(self, counter: Counter, provider: str, outcome: str, amount: int = 1) -> None: ...
 
 
 # --------------------------------------------------------------------------------------
@@ -206,7 +213,7 @@ class WebhookReply:
 UNAUTHORIZED = WebhookReply.error(401, "webhook authentication failed")
 
 
-def _unavailable() -> WebhookReply:
+def unavailable_reply() -> WebhookReply:
     return WebhookReply.error(
         503,
         "temporarily unavailable; retry later",
@@ -499,6 +506,20 @@ class _Keyed:
     key: str | None
 
 
+class WebhookIntake(Protocol):
+    """What the HTTP function and the tenant API use: a `WebhookReceiver` in this process,
+    or `core.webhooks.receipt_process.ReceiptProcess`, which runs one in a process of its
+    own."""
+
+    registrations: WebhookRegistrations
+
+    async def receive(self, delivery: WebhookDelivery) -> WebhookReply: ...
+
+    def flush_health(self, tenant_id: str | None = None) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class WebhookReceiver:
     def __init__(
         self,
@@ -515,9 +536,11 @@ class WebhookReceiver:
         health_flush_seconds: float = HEALTH_FLUSH_SECONDS,
         directory: RegistrationDirectory | None = None,
         committer: Committer | None = None,
+        count: CountSink = count_metric,
         timer: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
+        self._count = count
         self._blobs = blobs
         self._clock = clock
         self._executions = executions
@@ -546,7 +569,7 @@ class WebhookReceiver:
         check, a health write) run in worker threads."""
         scheme = delivery.scheme
         if scheme not in VERIFIERS:
-            _count(metrics.WEBHOOKS_RECEIVED, "unknown", Outcome.UNKNOWN_PROVIDER)
+            self._count(metrics.WEBHOOKS_RECEIVED, "unknown", Outcome.UNKNOWN_PROVIDER)
             known = ", ".join(sorted(VERIFIERS))
             return WebhookReply.error(404, f"unknown webhook provider; known: {known}")
         try:
@@ -559,8 +582,8 @@ class WebhookReceiver:
                 type(exc).__name__,
                 exc,
             )
-            _count(metrics.WEBHOOKS_RECEIVED, scheme, Outcome.UNAVAILABLE)
-            return _unavailable()
+            self._count(metrics.WEBHOOKS_RECEIVED, scheme, Outcome.UNAVAILABLE)
+            return unavailable_reply()
 
     async def _receive(self, delivery: WebhookDelivery) -> WebhookReply:
         scheme, integration_id = delivery.scheme, delivery.integration_id
@@ -568,7 +591,7 @@ class WebhookReceiver:
         if resolved is MISS:
             resolved = await asyncio.to_thread(self.directory.resolve, integration_id, scheme)
         if resolved is None:
-            _count(metrics.WEBHOOKS_RECEIVED, scheme, Outcome.UNKNOWN_REGISTRATION)
+            self._count(metrics.WEBHOOKS_RECEIVED, scheme, Outcome.UNKNOWN_REGISTRATION)
             log.warning("%s webhook for unregistered integration %s", scheme, integration_id)
             return UNAUTHORIZED
         registration = resolved.registration
@@ -588,7 +611,7 @@ class WebhookReceiver:
         now = self._clock.now()
         verdict = VERIFIERS[scheme].verify(request, resolved.secret, now)
         if isinstance(verdict, Rejected):
-            _count(metrics.WEBHOOKS_REJECTED, scheme, verdict.reason.value)
+            self._count(metrics.WEBHOOKS_REJECTED, scheme, verdict.reason.value)
             log.warning(
                 "%s webhook for integration %s refused: %s (%s)",
                 scheme,
@@ -635,7 +658,7 @@ class WebhookReceiver:
         subscribed: list[_Keyed] = []
         for event in verdict.events:
             if not _subscribed(registration.events, event.event_type):
-                _count(metrics.WEBHOOK_EVENTS, scheme, EventOutcome.FILTERED)
+                self._count(metrics.WEBHOOK_EVENTS, scheme, EventOutcome.FILTERED)
                 continue
             key = None
             if event.event_id:
@@ -665,11 +688,11 @@ class WebhookReceiver:
                 await self._committer.commit(pending)
                 repeats += pending.repeats
                 if pending.published:
-                    _count(
+                    self._count(
                         metrics.WEBHOOK_EVENTS, scheme, EventOutcome.PUBLISHED, pending.published
                     )
         if repeats:
-            _count(metrics.WEBHOOK_EVENTS, scheme, EventOutcome.DUPLICATE, repeats)
+            self._count(metrics.WEBHOOK_EVENTS, scheme, EventOutcome.DUPLICATE, repeats)
         duplicate = bool(subscribed) and repeats == len(subscribed)
         await self._received(
             registration, Outcome.DUPLICATE if duplicate else Outcome.ACCEPTED, now
@@ -837,7 +860,7 @@ class WebhookReceiver:
             )
         except (NotFoundError, PermanentError) as exc:
             log.warning("%s notifications not synced: %s", scheme, exc)
-            _count(
+            self._count(
                 metrics.WEBHOOK_EVENTS,
                 scheme,
                 EventOutcome.INTEGRATION_UNAVAILABLE,
@@ -860,7 +883,7 @@ class WebhookReceiver:
             elif entity_type not in entity_types:
                 entity_types.append(entity_type)
         if unmapped:
-            _count(metrics.WEBHOOK_EVENTS, scheme, EventOutcome.UNMAPPED, unmapped)
+            self._count(metrics.WEBHOOK_EVENTS, scheme, EventOutcome.UNMAPPED, unmapped)
         if not entity_types:
             return
         mapped = len(notifications) - unmapped
@@ -873,7 +896,9 @@ class WebhookReceiver:
             )
         except PermanentError as exc:
             log.warning("%s notifications not synced: %s", scheme, exc)
-            _count(metrics.WEBHOOK_EVENTS, scheme, EventOutcome.INTEGRATION_UNAVAILABLE, mapped)
+            self._count(
+                metrics.WEBHOOK_EVENTS, scheme, EventOutcome.INTEGRATION_UNAVAILABLE, mapped
+            )
             return
         log.info(
             "%s webhook requested sync %s of %s for integration %s",
@@ -882,20 +907,20 @@ class WebhookReceiver:
             ", ".join(entity_types),
             integration.id,
         )
-        _count(metrics.WEBHOOK_EVENTS, scheme, EventOutcome.SYNC_REQUESTED, mapped)
+        self._count(metrics.WEBHOOK_EVENTS, scheme, EventOutcome.SYNC_REQUESTED, mapped)
 
     # -- health --------------------------------------------------------------------------------
 
     async def _received(
         self, registration: WebhookRegistration, outcome: Outcome, now: datetime
     ) -> None:
-        _count(metrics.WEBHOOKS_RECEIVED, registration.provider, outcome)
+        self._count(metrics.WEBHOOKS_RECEIVED, registration.provider, outcome)
         await self._tally(registration, lambda tally: _count_received(tally, now))
 
     async def _failed(
         self, registration: WebhookRegistration, outcome: Outcome, category: str
     ) -> None:
-        _count(metrics.WEBHOOKS_RECEIVED, registration.provider, outcome)
+        self._count(metrics.WEBHOOKS_RECEIVED, registration.provider, outcome)
         now = self._clock.now()
         await self._tally(registration, lambda tally: _count_failure(tally, now, category))
 

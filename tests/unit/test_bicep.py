@@ -68,7 +68,7 @@ LOCAL_ONLY_SETTINGS: dict[str, str] = {
     "BLOB_CONNECTION_STRING": "Azurite; Azure Storage has shared keys disabled",
     "LOCAL_JWT_SIGNING_KEY": "signs local bearer tokens; Azure checks Entra ID tokens by JWKS",
     "LOCAL_CONCURRENCY": "local host only",
-    "WEBHOOK_COMMIT_PROCESS": "applies to the local SQLite bus only; Azure uses Service Bus",
+    "WEBHOOK_RECEIPT_PROCESS": "applies to the local SQLite bus only; Azure uses Service Bus",
     "LOCAL_SHUTDOWN_GRACE_SECONDS": "local host only",
     "BUS_LOCK_DURATION_SECONDS": "local bus; Service Bus entities carry it (servicebus.bicep)",
     "BUS_MAX_DELIVERY_COUNT": "local bus; Service Bus entities carry it (servicebus.bicep)",
