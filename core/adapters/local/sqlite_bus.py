@@ -134,8 +134,16 @@ _CLAIMED = """
 _PURGE_MESSAGE_IDS = "DELETE FROM bus_duplicates WHERE expires_at <= ?"
 _TOPOLOGY_VERSION = "SELECT value FROM bus_meta WHERE key = 'topology_version'"
 
+_MESSAGE_COLUMNS = (
+    "seq, delivery_count, message_id, enqueued_at, scheduled_at, expires_at, correlation_id,"
+    " subject, content_type, properties, body"
+)
+"""What a received or peeked message is made of (`_received_message`), in this order; a
+receive adds its lock token and last error (`_LOCK_TOKEN`, `_LAST_ERROR`)."""
+_SEQ, _DELIVERY_COUNT, _MESSAGE_ID, _EXPIRES_AT, _LOCK_TOKEN, _LAST_ERROR = 0, 1, 2, 5, 11, 12
 # ?1 locked until, ?2 lock token prefix, ?3 entity, ?4 now, ?5 how many
-_RECEIVE = """
+_RECEIVE = (
+    """
     UPDATE bus_messages
     SET visible_at = ?1, lock_token = ?2 || seq, delivery_count = delivery_count + 1
     WHERE seq IN (
@@ -144,8 +152,10 @@ _RECEIVE = """
         ORDER BY visible_at
         LIMIT ?5
     )
-    RETURNING seq, lock_token, delivery_count, message_id, enqueued_at, scheduled_at,
-        expires_at, correlation_id, subject, content_type, properties, body, last_error"""
+    RETURNING """
+    + _MESSAGE_COLUMNS
+    + ", lock_token, last_error"
+)
 _DEAD_LETTER_UNDELIVERED = """
     UPDATE bus_messages
     SET dlq = 1, visible_at = ?, lock_token = NULL, delivery_count = delivery_count - 1,
@@ -175,14 +185,14 @@ _ABANDON = f"""
     WHERE {_HELD}
     RETURNING dlq"""
 
-_PEEK_DEAD_LETTERS = """
-    SELECT seq, delivery_count, message_id, enqueued_at, scheduled_at, expires_at,
-        correlation_id, subject, content_type, properties, body, dead_letter_reason,
-        dead_letter_description
+_PEEK_DEAD_LETTERS = (
+    ("SELECT " + _MESSAGE_COLUMNS + ", dead_letter_reason, dead_letter_description")
+    + """
     FROM bus_messages
     WHERE entity = ? AND dlq = 1
     ORDER BY visible_at
     LIMIT ?"""
+)
 _REPLAY = """
     UPDATE bus_messages
     SET dlq = 0, visible_at = ?1, lock_token = NULL, delivery_count = 0, enqueued_at = ?1,
@@ -642,44 +652,15 @@ class SqliteBus:
                         deliverable.extend(rows)
                         break
                     self._dead_letter_undeliverable(conn, receivable, undeliverable, now)
-                    removed = {row[0] for row in undeliverable}
-                    deliverable.extend(row for row in rows if row[0] not in removed)
+                    removed = {row[_SEQ] for row in undeliverable}
+                    deliverable.extend(row for row in rows if row[_SEQ] not in removed)
             except sqlite3.Error as exc:
                 raise self._translate(exc, entity) from exc
-        deliverable.sort(key=lambda row: row[0])
+        deliverable.sort(key=lambda row: row[_SEQ])
         until = _timestamp(locked_until)
         return [
-            ReceivedMessage(
-                entity=entity,
-                body=body,
-                message_id=message_id,
-                sequence_number=seq,
-                delivery_count=delivery_count,
-                enqueued_time=_timestamp(enqueued_at),
-                lock_token=lock_token,
-                locked_until=until,
-                correlation_id=correlation_id,
-                subject=subject,
-                content_type=content_type,
-                application_properties=json.loads(properties) if properties else {},
-                expires_at=None if expires_at is None else _timestamp(expires_at),
-                scheduled_enqueue_time=None if scheduled_at is None else _timestamp(scheduled_at),
-            )
-            for (
-                seq,
-                lock_token,
-                delivery_count,
-                message_id,
-                enqueued_at,
-                scheduled_at,
-                expires_at,
-                correlation_id,
-                subject,
-                content_type,
-                properties,
-                body,
-                _last_error,
-            ) in deliverable
+            _received_message(entity, row, lock_token=row[_LOCK_TOKEN], locked_until=until)
+            for row in deliverable
         ]
 
     @staticmethod
@@ -695,11 +676,11 @@ class SqliteBus:
         discarded: list[tuple[Any, ...]] = []
         for row in rows:
             seq, lock_token, message_id, expires_at, last_error = (
-                row[0],
-                row[1],
-                row[3],
-                row[6],
-                row[12],
+                row[_SEQ],
+                row[_LOCK_TOKEN],
+                row[_MESSAGE_ID],
+                row[_EXPIRES_AT],
+                row[_LAST_ERROR],
             )
             if expires_at is not None and expires_at <= now:
                 if not receivable.dead_letter_on_expiry:
@@ -811,39 +792,15 @@ class SqliteBus:
         except sqlite3.Error as exc:
             raise self._translate(exc, entity) from exc
         return [
-            ReceivedMessage(
-                entity=entity,
-                body=body,
-                message_id=message_id,
-                sequence_number=seq,
-                delivery_count=delivery_count,
-                enqueued_time=_timestamp(enqueued_at),
+            _received_message(
+                entity,
+                row,
                 lock_token="",
                 locked_until=_NO_LOCK,
-                correlation_id=correlation_id,
-                subject=subject,
-                content_type=content_type,
-                application_properties=json.loads(properties) if properties else {},
-                expires_at=None if expires_at is None else _timestamp(expires_at),
-                scheduled_enqueue_time=None if scheduled_at is None else _timestamp(scheduled_at),
-                dead_letter_reason=reason,
-                dead_letter_description=description,
+                dead_letter_reason=row[-2],
+                dead_letter_description=row[-1],
             )
-            for (
-                seq,
-                delivery_count,
-                message_id,
-                enqueued_at,
-                scheduled_at,
-                expires_at,
-                correlation_id,
-                subject,
-                content_type,
-                properties,
-                body,
-                reason,
-                description,
-            ) in rows
+            for row in rows
         ]
 
     def replay_dead_letters(self, entity: str, *, message_ids: Sequence[str] | None = None) -> int:
@@ -1056,8 +1013,51 @@ def _prepare(entity: str, message: OutboundMessage) -> _Prepared:
     )
 
 
+def _received_message(
+    entity: str,
+    row: tuple[Any, ...],
+    *,
+    lock_token: str,
+    locked_until: datetime,
+    dead_letter_reason: str | None = None,
+    dead_letter_description: str | None = None,
+) -> ReceivedMessage:
+    """A message from a row that starts with `_MESSAGE_COLUMNS`."""
+    (
+        seq,
+        delivery_count,
+        message_id,
+        enqueued_at,
+        scheduled_at,
+        expires_at,
+        correlation_id,
+        subject,
+        content_type,
+        properties,
+        body,
+    ) = row[:11]
+    return ReceivedMessage(
+        entity=entity,
+        body=body,
+        message_id=message_id,
+        sequence_number=seq,
+        delivery_count=delivery_count,
+        enqueued_time=_timestamp(enqueued_at),
+        lock_token=lock_token,
+        locked_until=locked_until,
+        correlation_id=correlation_id,
+        subject=subject,
+        content_type=content_type,
+        application_properties=json.loads(properties) if properties else {},
+        expires_at=None if expires_at is None else _timestamp(expires_at),
+        scheduled_enqueue_time=None if scheduled_at is None else _timestamp(scheduled_at),
+        dead_letter_reason=dead_letter_reason,
+        dead_letter_description=dead_letter_description,
+    )
+
+
 def _undeliverable(receivable: _Receivable, row: tuple[Any, ...], now: float) -> bool:
-    delivery_count, expires_at = row[2], row[6]
+    delivery_count, expires_at = row[_DELIVERY_COUNT], row[_EXPIRES_AT]
     return delivery_count > receivable.max_delivery_count or (
         expires_at is not None and expires_at <= now
     )
