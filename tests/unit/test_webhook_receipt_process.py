@@ -5,6 +5,7 @@ outruns its host."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -168,6 +169,26 @@ def test_the_message_is_the_one_an_in_process_receiver_publishes(setup: Setup) -
     event = parse_webhook_received(decode_envelope(message.body))
     assert (event.tenant_id, event.event_id, event.provider) == (TENANT, "Ev9", "slack")
     assert event.payload["event"] == {"type": "message", "text": "hello Ev9"}
+
+
+def test_a_receiver_failure_in_the_receipt_process_fails_that_delivery_alone(
+    setup: Setup,
+) -> None:
+    good = setup.delivery("Ev1")
+    broken = dataclasses.replace(setup.delivery("Ev2"), body="not bytes")  # type: ignore[arg-type]
+
+    async def both() -> list[WebhookReply | BaseException]:
+        return await asyncio.gather(
+            setup.receipts.receive(good), setup.receipts.receive(broken), return_exceptions=True
+        )
+
+    reply, failure = asyncio.run(both())
+
+    assert isinstance(reply, WebhookReply)
+    assert reply.status == 200
+    assert isinstance(failure, RuntimeError)
+    assert "webhook receipt failed: TypeError" in str(failure)
+    assert len(setup.queued()) == 1
 
 
 def test_deliveries_from_several_event_loops_share_one_receipt_process(setup: Setup) -> None:
