@@ -24,7 +24,7 @@ The process's lifeline is its stdin (the host's settings come first, as JSON): w
 host goes away, however it ends, it finishes what it is doing, writes its health tallies
 and exits. It ignores SIGINT, which a terminal sends to the whole process group, so Ctrl-C
 stops the host and the host's exit stops it. It runs as SCHED_BATCH, so its wake-ups do not
-preempt the host's loop. Unix sockets only: elsewhere the runtime receives in-process.
+preempt the host's loop. POSIX only: elsewhere the runtime receives in-process.
 """
 
 from __future__ import annotations
@@ -83,7 +83,9 @@ FORWARDED_COUNTERS: tuple[Counter, ...] = (
 
 
 def supported() -> bool:
-    return hasattr(socket, "AF_UNIX")
+    """POSIX only: the process inherits its listening socket (`pass_fds`) and the loops
+    connect with `create_unix_connection`, neither of which Windows has."""
+    return os.name == "posix" and hasattr(socket, "AF_UNIX")
 
 
 def _import_path() -> str:

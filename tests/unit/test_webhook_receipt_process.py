@@ -352,3 +352,15 @@ def test_the_runtime_receives_in_a_process_on_the_sqlite_bus_only_when_set(
     finally:
         local.close()
         in_process.close()
+
+
+def test_where_the_platform_has_no_unix_sockets_the_runtime_receives_in_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delattr(receipt_process.socket, "AF_UNIX")
+    runtime = Runtime(Settings(DATA_DIR=str(tmp_path)))
+    try:
+        assert not receipt_process.supported()
+        assert isinstance(runtime.webhook_receiver, WebhookReceiver)
+    finally:
+        runtime.close()
