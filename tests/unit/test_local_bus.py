@@ -44,6 +44,7 @@ from core.messaging.topology import (
     subscription_path,
 )
 from core.ports import OutboundMessage, ReceivedMessage
+from tests.unit.bus_support import RECEIVE_ARGUMENTS_OUT_OF_BOUNDS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LOCK_SECONDS = 30.0
@@ -773,22 +774,9 @@ def test_sent_messages_reach_the_database_file_without_a_checkpoint_on_commit(
     assert bus.depth(QUEUE).active == 50
 
 
-@pytest.mark.parametrize(
-    ("call", "named"),
-    [
-        (lambda bus: bus.receive(QUEUE, max_messages=0), "max_messages must be at least 1, got 0"),
-        (
-            lambda bus: bus.receive(QUEUE, wait_seconds=-1),
-            "wait_seconds must not be negative, got -1",
-        ),
-        (
-            lambda bus: bus.peek_dead_letters(QUEUE, max_messages=0),
-            "max_messages must be at least 1, got 0",
-        ),
-    ],
-)
+@pytest.mark.parametrize(("call", "named"), RECEIVE_ARGUMENTS_OUT_OF_BOUNDS)
 def test_receive_arguments_out_of_bounds_are_refused_naming_them(
     bus: SqliteBus, call: Any, named: str
 ) -> None:
     with pytest.raises(PermanentError, match=named):
-        call(bus)
+        call(bus, QUEUE)

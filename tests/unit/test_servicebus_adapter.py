@@ -39,6 +39,7 @@ from core.messaging.claim_check import CLAIM_CHECK_CONTAINER, CLAIM_CHECK_PROPER
 from core.messaging.topology import TOPOLOGY
 from core.ports import OutboundMessage, ReceivedMessage
 from core.runtime import ConfigurationError
+from tests.unit.bus_support import RECEIVE_ARGUMENTS_OUT_OF_BOUNDS
 
 QUEUE = "integration_data_raw"
 SUBSCRIPTION = "shard-events/subscriptions/entity-linking"
@@ -605,22 +606,9 @@ def test_build_needs_a_namespace_or_a_connection_string() -> None:
     assert isinstance(bus, ServiceBusBus)
 
 
-@pytest.mark.parametrize(
-    ("call", "named"),
-    [
-        (lambda bus: bus.receive(QUEUE, max_messages=0), "max_messages must be at least 1, got 0"),
-        (
-            lambda bus: bus.receive(QUEUE, wait_seconds=-1),
-            "wait_seconds must not be negative, got -1",
-        ),
-        (
-            lambda bus: bus.peek_dead_letters(QUEUE, max_messages=0),
-            "max_messages must be at least 1, got 0",
-        ),
-    ],
-)
+@pytest.mark.parametrize(("call", "named"), RECEIVE_ARGUMENTS_OUT_OF_BOUNDS)
 def test_receive_arguments_out_of_bounds_are_refused_naming_them(
     bus: ServiceBusBus, call: Any, named: str
 ) -> None:
     with pytest.raises(PermanentError, match=named):
-        call(bus)
+        call(bus, QUEUE)
