@@ -160,7 +160,7 @@ class _Channel(asyncio.Protocol):
                     delivery.integration_id,
                     delivery.method,
                     delivery.url,
-                    dict(delivery.headers),
+                    headers if type(headers := delivery.headers) is dict else dict(headers),
                     delivery.body,
                 ),
             )
@@ -325,10 +325,9 @@ class ReceiptProcess:
         receipt process runs (it would start with nothing cached and nothing tallied)."""
         with self._control_lock:
             with self._lock:
-                if self._process is None or self._process.poll() is not None:
+                path = self._running_socket()
+                if path is None:
                     return
-                assert self._directory is not None
-                path = self._directory / SOCKET_NAME
             try:
                 if self._control is None:
                     self._control = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -352,9 +351,9 @@ class ReceiptProcess:
     def start(self) -> Path:
         """The receipt process's socket, starting the process if it is not running."""
         with self._lock:
-            if self._process is not None and self._process.poll() is None:
-                assert self._directory is not None
-                return self._directory / SOCKET_NAME
+            running = self._running_socket()
+            if running is not None:
+                return running
             if time.monotonic() - self._started_at < RESTART_INTERVAL_SECONDS:
                 raise TransientError("the webhook receipt process exited; it restarts shortly")
             if self._process is not None:
@@ -382,6 +381,13 @@ class ReceiptProcess:
             self._process.stdin.write(self._settings_json.encode() + b"\n")
             self._process.stdin.flush()
             return path
+
+    def _running_socket(self) -> Path | None:
+        """The socket of a receipt process that runs; called holding `_lock`."""
+        if self._process is None or self._process.poll() is not None:
+            return None
+        assert self._directory is not None
+        return self._directory / SOCKET_NAME
 
     def close(self) -> None:
         """Ends the receipt process once it has answered what it holds."""
@@ -434,19 +440,21 @@ class ForwardedCounts:
 class _Receipts:
     """What every connection of the receipt process shares."""
 
-    def __init__(self, counts: ForwardedCounts) -> None:
+    def __init__(
+        self, receiver: WebhookReceiver, counts: ForwardedCounts, written: set[str]
+    ) -> None:
+        self.receiver = receiver
         self.counts = counts
-        self.written: set[str] = set()
+        self.written = written
         self.tasks: set[asyncio.Task[None]] = set()
-        self.receiver: WebhookReceiver | None = None
 
     def take_written(self) -> list[str]:
+        """Emptied in place: the commit keeps adding to this set."""
         written = list(self.written)
         self.written.clear()
         return written
 
     def control(self, kind: str, argument: Any) -> str | None:
-        assert self.receiver is not None
         try:
             if kind == "forget":
                 self.receiver.directory.forget(*argument)
@@ -484,7 +492,6 @@ class _Connection(asyncio.Protocol):
         self._buffer += data
         loop = asyncio.get_running_loop()
         receiver = self._receipts.receiver
-        assert receiver is not None
         for frame in _frames(self._buffer):
             if isinstance(frame, tuple):
                 error = self._receipts.control(*frame)
@@ -572,11 +579,11 @@ def main(argv: list[str]) -> int:
     configure_logging(settings.log_level)
     runtime = Runtime(settings)
     counts = ForwardedCounts()
-    receipts = _Receipts(counts)
-    receiver = receipts.receiver = runtime.build_webhook_receiver(
-        LoopCommit(runtime.bus, runtime.store, on_committed=receipts.written.update),
-        count=counts,
+    written: set[str] = set()
+    receiver = runtime.build_webhook_receiver(
+        LoopCommit(runtime.bus, runtime.store, on_committed=written.update), count=counts
     )
+    receipts = _Receipts(receiver, counts, written)
     try:
         _event_loop_runner()(_serve(listener, lifeline, receipts))
     finally:
