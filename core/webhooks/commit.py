@@ -246,8 +246,6 @@ class LoopCommit:
             for publication in pending.publications
             if publication.entity is not None and publication.message is not None
         }
-        for pending in batch:
-            if pending.done is not None and not pending.done.done():
-                pending.done.set_result(None)
+        _settle(pending.done for pending in batch if pending.done is not None)
         if entities and self._on_committed is not None:
             self._on_committed(entities)
