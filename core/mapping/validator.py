@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
@@ -51,7 +52,9 @@ class ValidationOutcome:
     warnings: list[FieldError] = field(default_factory=list)
 
 
+@lru_cache(maxsize=256)
 def _known_keys(model: type[BaseModel]) -> frozenset[str]:
+    """Field names and aliases; per model, not per record."""
     keys: set[str] = set()
     for name, info in model.model_fields.items():
         keys.add(info.alias or name)

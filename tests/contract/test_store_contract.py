@@ -203,6 +203,11 @@ def test_a_document_that_is_not_json_is_refused(store: DocumentStore, run_id: st
         store.upsert(SHARDS.name, shard(run_id, "a", when=object()))
     with pytest.raises(PermanentError):
         store.upsert(SHARDS.name, shard(run_id, "a", score=float("nan")))
+    cyclic: dict[str, object] = {}
+    cyclic["self"] = cyclic
+    with pytest.raises(PermanentError, match="refers to itself"):
+        store.upsert(SHARDS.name, shard(run_id, "a", loop=cyclic))
+    assert store.get(SHARDS.name, run_id, "a") is None
 
 
 def test_unknown_container_is_not_found_naming_it(store: DocumentStore, run_id: str) -> None:

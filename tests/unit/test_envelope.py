@@ -36,6 +36,25 @@ def test_minor_versions_are_tolerated():
 
 
 @pytest.mark.parametrize(
+    "data",
+    [
+        {"text": "\ud800 lone surrogate"},
+        {"big": 10**30, "small": -(2**70), "float": 0.1, "exp": 1e300, "nan": float("nan")},
+        {"same": 1, "keys": {"k": [True, False, None]}},
+    ],
+)
+def test_a_body_is_read_as_json_reads_it(data):
+    body = _event(data=data)
+    decoded = decode_envelope(body).data
+    assert json.dumps(decoded) == json.dumps(json.loads(body)["data"])
+
+
+def test_a_utf16_body_is_read_as_json_reads_it():
+    body = _event(data={"name": "Ω"}).decode().encode("utf-16")
+    assert decode_envelope(body).data == {"name": "Ω"}
+
+
+@pytest.mark.parametrize(
     ("body", "reason", "mentions"),
     [
         (b"not json", "InvalidJson", "not JSON"),

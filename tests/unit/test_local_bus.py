@@ -137,6 +137,25 @@ def test_send_receive_complete_round_trip(bus: SqliteBus, clock: FakeClock) -> N
         bus.complete(received)
 
 
+def test_equal_property_values_of_different_types_arrive_as_sent(bus: SqliteBus) -> None:
+    """1, 1.0 and True are equal in Python, and 0.0 equals -0.0; each arrives as sent."""
+    sent = [{"v": 1}, {"v": True}, {"v": 1.0}, {"v": 0.0}, {"v": -0.0}, {"v": "1"}, {"v": 1}]
+    bus.send(
+        QUEUE,
+        [
+            OutboundMessage(body=b"{}", message_id=f"m-{n}", application_properties=properties)
+            for n, properties in enumerate(sent)
+        ],
+    )
+
+    received = bus.receive(QUEUE, max_messages=len(sent))
+
+    arrived = [message.application_properties["v"] for message in received]
+    assert [(type(value), repr(value)) for value in arrived] == [
+        (type(p["v"]), repr(p["v"])) for p in sent
+    ]
+
+
 def test_receive_returns_messages_in_send_order_with_distinct_lock_tokens(bus: SqliteBus) -> None:
     bus.send(QUEUE, [message(f"m-{i}") for i in range(5)])
 

@@ -71,6 +71,8 @@ _BUSY_TIMEOUT_SECONDS = 30.0
 _PROPERTIES_ENCODER = json.JSONEncoder(separators=(",", ":"))
 """Built once: `json.dumps` with any option builds an encoder per call, which cost as much
 as the rest of preparing a message."""
+_PROPERTIES_CACHE_SIZE = 1024
+_properties_cache: dict[tuple[Any, ...], str] = {}
 _FIRST_POLL_SECONDS = 0.02
 _MAX_POLL_SECONDS = 0.2
 _IDS_PER_QUERY = 500
@@ -242,9 +244,11 @@ class _Catalog:
     subscription_topics: dict[str, str]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Prepared:
-    """An outbound message validated and serialised once, before the write lock."""
+    """An outbound message validated and serialised once, before the write lock. Not
+    frozen: a frozen dataclass sets each field through `object.__setattr__`, which more
+    than doubles its construction, and there is one per message sent."""
 
     message_id: str
     body: bytes
@@ -973,7 +977,7 @@ def _prepare(entity: str, message: OutboundMessage) -> _Prepared:
             resource=entity,
         )
     properties = message.application_properties
-    properties_json = _PROPERTIES_ENCODER.encode(properties) if properties else None
+    properties_json = _properties_json(properties) if properties else None
     size = len(body) + (len(properties_json) if properties_json else 0)
     if size > MAX_MESSAGE_BYTES:
         raise PermanentError(
@@ -1011,6 +1015,28 @@ def _prepare(entity: str, message: OutboundMessage) -> _Prepared:
         scheduled_at=scheduled_at,
         ttl_seconds=ttl_seconds,
     )
+
+
+def _properties_json(properties: dict[str, Any]) -> str:
+    """Application properties as JSON. The messages of a send mostly repeat a few property
+    sets (event type, tenant, shard type), so each set is encoded once and remembered. The
+    key holds each value's type, as 1, 1.0 and True are equal but encode differently;
+    floats are not remembered (0.0 equals -0.0)."""
+    values = properties.values()
+    types = tuple(map(type, values))
+    if float in types:
+        return _PROPERTIES_ENCODER.encode(properties)
+    key = (*properties, *values, *types)
+    try:
+        cached = _properties_cache.get(key)
+    except TypeError:  # an unhashable value: encoded every time
+        return _PROPERTIES_ENCODER.encode(properties)
+    if cached is None:
+        cached = _PROPERTIES_ENCODER.encode(properties)
+        if len(_properties_cache) >= _PROPERTIES_CACHE_SIZE:
+            _properties_cache.clear()
+        _properties_cache[key] = cached
+    return cached
 
 
 def _received_message(

@@ -422,7 +422,7 @@ class SqliteDocumentStore:
             conn.execute("SELECT 1").fetchone()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per document written, and frozen costs 2.5x
 class _Row:
     doc: Document
     pk: str
