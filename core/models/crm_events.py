@@ -15,7 +15,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from core.errors import PermanentError
-from core.models.events import SCHEMA_VERSION, EventEnvelope, envelope_message
+from core.models.events import SCHEMA_VERSION, EnvelopeWriter, EventEnvelope
 from core.models.integration import SyncCounters
 from core.models.shards import CamelModel, Count, NonEmptyStr, UtcDateTime
 from core.ports import OutboundMessage
@@ -316,35 +316,53 @@ def make_event(
     )
 
 
-def event_message(
-    event_type: str,
-    payload: EventPayload,
-    *,
-    source: str,
-    message_id: str,
-    correlation_id: str,
-    causation_id: str | None = None,
-    shard_type_name: str | None = None,
-    time: str | None = None,
-) -> OutboundMessage:
-    """The bus message of one CRM event (`envelope_message`) once the payload is checked to
-    be its type's model and to agree with the given tenant and correlation id: this runs
-    for every event of every record."""
-    expected = PAYLOAD_MODELS.get(event_type)
-    if expected is None or type(payload) is not expected:
-        raise ValueError(f"event {event_type} takes a {expected} payload, not {type(payload)}")
-    fields = payload.__dict__
-    return envelope_message(
-        event_type,
-        payload,
-        source=source,
-        message_id=message_id,
-        tenant_id=_agreeing("tenantId", None, fields.get("tenant_id")),
-        correlation_id=_agreeing("correlationId", correlation_id, fields.get("correlation_id")),
-        causation_id=causation_id,
-        properties={"shardTypeName": shard_type_name} if shard_type_name else None,
-        time=time,
-    )
+class EventWriter:
+    """The bus messages of the CRM events of one publication (`EnvelopeWriter`), each
+    checked to carry its type's payload model and to agree with the publication's tenant
+    and correlation id: this runs for every event of every record."""
+
+    __slots__ = ("_correlation_id", "_envelopes", "_tenant_id")
+
+    def __init__(
+        self,
+        *,
+        source: str,
+        tenant_id: str,
+        correlation_id: str,
+        causation_id: str | None = None,
+        time: str | None = None,
+    ) -> None:
+        if not source:
+            raise ValueError("source is required")
+        self._tenant_id = _agreeing("tenantId", tenant_id, None)
+        self._correlation_id = _agreeing("correlationId", correlation_id, None)
+        self._envelopes = EnvelopeWriter(
+            source=source,
+            tenant_id=self._tenant_id,
+            correlation_id=self._correlation_id,
+            causation_id=causation_id,
+            time=time,
+        )
+
+    def message(
+        self,
+        event_type: str,
+        payload: EventPayload,
+        message_id: str,
+        shard_type_name: str | None = None,
+    ) -> OutboundMessage:
+        expected = PAYLOAD_MODELS.get(event_type)
+        if expected is None or type(payload) is not expected:
+            raise ValueError(f"event {event_type} takes a {expected} payload, not {type(payload)}")
+        fields = payload.__dict__
+        _agreeing("tenantId", self._tenant_id, fields.get("tenant_id"))
+        _agreeing("correlationId", self._correlation_id, fields.get("correlation_id"))
+        return self._envelopes.message(
+            event_type,
+            payload,
+            message_id,
+            {"shardTypeName": shard_type_name} if shard_type_name else None,
+        )
 
 
 def _agreeing(field: str, given: str | None, in_payload: Any) -> str:

@@ -76,6 +76,72 @@ class EventEnvelope(BaseModel):
         )
 
 
+class EnvelopeWriter:
+    """Bus messages of the events of one publication (one source, tenant, correlation,
+    causation and moment), for hot paths: the envelope is written straight to JSON with
+    the payload's JSON (serialised once by pydantic) spliced in; the same wire form as
+    `EventEnvelope(...).to_message()`, which receivers validate. The fields the events
+    share are encoded once, when the writer is made. `time` (ISO 8601, UTC) defaults to
+    now."""
+
+    __slots__ = ("_correlation_id", "_shared", "_tenant_id")
+
+    def __init__(
+        self,
+        *,
+        source: str,
+        tenant_id: str,
+        correlation_id: str,
+        causation_id: str | None = None,
+        time: str | None = None,
+    ) -> None:
+        self._tenant_id = tenant_id
+        self._correlation_id = correlation_id
+        shared = to_json(
+            {
+                "source": source,
+                "time": time or datetime.now(UTC).isoformat(),
+                "tenantId": tenant_id,
+                "correlationId": correlation_id,
+                "causationId": causation_id,
+                "schemaVersion": SCHEMA_VERSION,
+            }
+        )
+        self._shared = b"," + shared[1:-1] + b',"data":'
+
+    def message(
+        self,
+        event_type: str,
+        payload: BaseModel,
+        message_id: str,
+        properties: dict[str, str | int | float | bool] | None = None,
+    ) -> OutboundMessage:
+        """One event with a validated payload model. The envelope id is `message_id`, so a
+        re-publish is the same event."""
+        body = b"".join(
+            (
+                b'{"id":',
+                to_json(message_id),
+                b',"type":',
+                to_json(event_type),
+                self._shared,
+                payload.__pydantic_serializer__.to_json(payload, by_alias=True),
+                b"}",
+            )
+        )
+        return OutboundMessage(
+            body=body,
+            message_id=message_id,
+            correlation_id=self._correlation_id,
+            subject=event_type,
+            application_properties={
+                "eventType": event_type,
+                "tenantId": self._tenant_id,
+                **(properties or {}),
+            },
+        )
+
+
 def envelope_message(
     event_type: str,
     payload: BaseModel,
@@ -88,36 +154,15 @@ def envelope_message(
     properties: dict[str, str | int | float | bool] | None = None,
     time: str | None = None,
 ) -> OutboundMessage:
-    """The bus message of one event with a validated payload model, for hot paths: the
-    envelope is written straight to JSON with the payload's JSON (serialised once by
-    pydantic) spliced in; the same wire form as `EventEnvelope(...).to_message()`, which
-    receivers validate. The envelope id is `message_id`, so a re-publish is the same event.
-    `time` (ISO 8601, UTC) lets the events of one publication share their moment; it
-    defaults to now."""
-    head = to_json(
-        {
-            "id": message_id,
-            "type": event_type,
-            "source": source,
-            "time": time or datetime.now(UTC).isoformat(),
-            "tenantId": tenant_id,
-            "correlationId": correlation_id,
-            "causationId": causation_id,
-            "schemaVersion": SCHEMA_VERSION,
-        }
-    )
-    data = payload.__pydantic_serializer__.to_json(payload, by_alias=True)
-    return OutboundMessage(
-        body=b"".join((head[:-1], b',"data":', data, b"}")),
-        message_id=message_id,
+    """The bus message of one event (`EnvelopeWriter`)."""
+    writer = EnvelopeWriter(
+        source=source,
+        tenant_id=tenant_id,
         correlation_id=correlation_id,
-        subject=event_type,
-        application_properties={
-            "eventType": event_type,
-            "tenantId": tenant_id,
-            **(properties or {}),
-        },
+        causation_id=causation_id,
+        time=time,
     )
+    return writer.message(event_type, payload, message_id, properties)
 
 
 def _describe(error: ValidationError) -> str:

@@ -467,24 +467,14 @@ class CrmMappingProcessor:
             "tenant_id": message.tenant_id,
             "correlation_id": message.correlation_id,
         }
-        published_at = self._clock.now().isoformat()
-
-        def event(
-            event_type: str,
-            payload: crm_events.EventPayload,
-            message_id: str,
-            shard_type_name: str | None = None,
-        ) -> OutboundMessage:
-            return crm_events.event_message(
-                event_type,
-                payload,
-                source="crm-mapping-processor",
-                message_id=message_id,
-                correlation_id=message.correlation_id,
-                causation_id=message.envelope.id,
-                shard_type_name=shard_type_name,
-                time=published_at,
-            )
+        writer = crm_events.EventWriter(
+            source="crm-mapping-processor",
+            tenant_id=message.tenant_id,
+            correlation_id=message.correlation_id,
+            causation_id=message.envelope.id,
+            time=self._clock.now().isoformat(),
+        )
+        event = writer.message
 
         for o in outcomes:
             key = o.item.idempotency_key

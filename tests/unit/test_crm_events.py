@@ -196,14 +196,11 @@ def test_event_message_is_the_same_wire_form_receivers_validate() -> None:
     payload = crm_events.ShardCreated(
         shard_id="s1", tenant_id="t1", shard_type_id="Opportunity", shard_type_name="Opportunity"
     )
-    message = crm_events.event_message(
-        crm_events.SHARD_CREATED,
-        payload,
-        source="test",
-        message_id="k1:shard.created",
-        correlation_id="c1",
-        causation_id="e0",
-        shard_type_name="Opportunity",
+    writer = crm_events.EventWriter(
+        source="test", tenant_id="t1", correlation_id="c1", causation_id="e0"
+    )
+    message = writer.message(
+        crm_events.SHARD_CREATED, payload, "k1:shard.created", shard_type_name="Opportunity"
     )
     envelope = decode_envelope(message.body)
     reference = crm_events.make_event(
@@ -219,9 +216,38 @@ def test_event_message_is_the_same_wire_form_receivers_validate() -> None:
         reference.subject,
     )
     with pytest.raises(ValueError, match="payload"):
-        crm_events.event_message(
-            crm_events.DATA_MAPPED, payload, source="t", message_id="m", correlation_id="c1"
+        writer.message(crm_events.DATA_MAPPED, payload, "m")
+    other_tenant = crm_events.EventWriter(source="test", tenant_id="t2", correlation_id="c1")
+    with pytest.raises(ValueError, match="tenantId 't2' disagrees"):
+        other_tenant.message(crm_events.SHARD_CREATED, payload, "m")
+
+
+def test_events_of_one_writer_differ_only_in_their_own_fields() -> None:
+    from core.models.events import decode_envelope
+
+    writer = crm_events.EventWriter(
+        source="test",
+        tenant_id="t1",
+        correlation_id="c1",
+        causation_id="e0",
+        time="2026-11-22T17:00:00+00:00",
+    )
+    first, second = (
+        decode_envelope(
+            writer.message(
+                crm_events.SHARD_CREATED,
+                crm_events.ShardCreated(
+                    shard_id=shard_id, tenant_id="t1", shard_type_id="Lead", shard_type_name="Lead"
+                ),
+                f"{shard_id}:shard.created",
+            ).body
         )
+        for shard_id in ("s1", "s2")
+    )
+    assert (first.id, first.data["shardId"]) == ("s1:shard.created", "s1")
+    assert (second.id, second.data["shardId"]) == ("s2:shard.created", "s2")
+    assert first.model_dump(exclude={"id", "data"}) == second.model_dump(exclude={"id", "data"})
+    assert first.time.isoformat() == "2026-11-22T17:00:00+00:00"
 
 
 def test_event_message_keeps_non_ascii_text() -> None:
@@ -230,7 +256,6 @@ def test_event_message_keeps_non_ascii_text() -> None:
     payload = crm_events.ShardCreated(
         shard_id="s1", tenant_id="t1", shard_type_id="Account", shard_type_name="Société Générale"
     )
-    message = crm_events.event_message(
-        crm_events.SHARD_CREATED, payload, source="t", message_id="m1", correlation_id="c1"
-    )
+    writer = crm_events.EventWriter(source="t", tenant_id="t1", correlation_id="c1")
+    message = writer.message(crm_events.SHARD_CREATED, payload, "m1")
     assert decode_envelope(message.body).data["shardTypeName"] == "Société Générale"
