@@ -22,6 +22,7 @@ untidy; every output is a value the target model validates to itself):
 
 from __future__ import annotations
 
+import inspect
 import math
 import operator
 import re
@@ -35,7 +36,14 @@ from functools import partial
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import annotated_types
-from pydantic import BaseModel, ConfigDict, PydanticUserError, TypeAdapter, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    PydanticUserError,
+    TypeAdapter,
+    ValidationError,
+)
 from pydantic.fields import FieldInfo
 
 Coercer = Callable[[Any], Any]
@@ -351,13 +359,14 @@ class _PydanticCoercer:
     def __init__(self, annotation: Any, metadata: list[Any], config: ConfigDict | None) -> None:
         target = Annotated[(annotation, *metadata)] if metadata else annotation
         try:
-            self._adapter: TypeAdapter[Any] = TypeAdapter(target, config=config)
+            adapter: TypeAdapter[Any] = TypeAdapter(target, config=config)
         except PydanticUserError:
-            self._adapter = TypeAdapter(target)
+            adapter = TypeAdapter(target)
+        self._validate = adapter.validator.validate_python  # without TypeAdapter's wrapper
 
     def __call__(self, value: Any) -> Any:
         try:
-            return self._adapter.validate_python(value)
+            return self._validate(value)
         except ValidationError as exc:
             raise CoercionError(_validation_reason(exc)) from exc
 
@@ -480,6 +489,39 @@ def _identity(value: Any) -> Any:
     return value
 
 
+def _after_validators(native: Coercer, checked: Coercer, metadata: list[Any]) -> Coercer | None:
+    """`Annotated[datetime, AfterValidator(to_utc)]` and the like: pydantic runs the
+    functions on the value its type validation produced, and the native coercer produces
+    that value, so the functions run on it directly. A function that refuses the value
+    hands it to `checked` (pydantic), whose error the record reports. None when the
+    metadata holds anything but one-argument after-validators."""
+    functions: list[Callable[..., Any]] = []
+    for item in metadata:
+        if not isinstance(item, AfterValidator):
+            return None
+        try:
+            parameters = inspect.signature(item.func).parameters.values()
+        except (TypeError, ValueError):
+            return None
+        if len(parameters) != 1 or next(iter(parameters)).kind not in _POSITIONAL:
+            return None
+        functions.append(item.func)
+
+    def coerce_then_validate(value: Any) -> Any:
+        result = native(value)
+        try:
+            for function in functions:
+                result = function(result)
+        except (ValueError, AssertionError):
+            return checked(native(value))
+        return result
+
+    return coerce_then_validate
+
+
+_POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+
+
 def _then(first: Coercer, second: Coercer) -> Coercer:
     def coerce_both(value: Any) -> Any:
         return second(first(value))
@@ -526,8 +568,14 @@ def build_field_coercion(model: type[BaseModel], field_name: str) -> FieldCoerci
     elif settings:
         coerce = _then(native, _PydanticCoercer(annotation, metadata, settings))
     elif metadata:
-        checked = _bound_checker(native, metadata)
-        coerce = checked or _then(native, _PydanticCoercer(annotation, metadata, None))
+        bounded = _bound_checker(native, metadata)
+        if bounded is not None:
+            coerce = bounded
+        else:
+            pydantic_check = _PydanticCoercer(annotation, metadata, None)
+            coerce = _after_validators(native, pydantic_check, metadata) or _then(
+                native, pydantic_check
+            )
     else:
         coerce = native
     return FieldCoercion(

@@ -214,6 +214,16 @@ def _as_utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
+def _in_2024(value: datetime) -> datetime:
+    if value.year != 2024:
+        raise ValueError("must be in 2024")
+    return value
+
+
+def _with_info(value: datetime, info: Any) -> datetime:
+    return value.replace(microsecond=0)
+
+
 class Target(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
@@ -227,6 +237,10 @@ class Target(BaseModel):
     day: date | None = None
     moment: datetime | None = None
     utc_moment: Annotated[datetime, AfterValidator(_as_utc)] | None = None
+    moment_2024: Annotated[datetime, AfterValidator(_as_utc), AfterValidator(_in_2024)] | None = (
+        None
+    )
+    moment_info: Annotated[datetime, AfterValidator(_with_info)] | None = None
     stage: Literal["open", "won", "lost"] | None = None
     color: Color | None = None
     anything: Any = None
@@ -245,6 +259,8 @@ INPUTS: dict[str, list[Any]] = {
     "day": ["2024-01-15", "2024-01-15T23:00:00-03:00", 1705314600000],
     "moment": ["2024-01-15T10:30:00.000+0000", "1705314600000", "2024-01-15T10:30:00"],
     "utc_moment": ["2024-01-15T12:30:00+02:00"],
+    "moment_2024": ["2025-01-01T01:00:00+02:00", 1705314600000],
+    "moment_info": ["2024-01-15T12:30:00.123456+02:00"],
     "stage": ["open", "won"],
     "color": ["red", Color.BLUE],
     "anything": [{"nested": [1, 2]}, "x"],
@@ -280,6 +296,7 @@ def test_coerced_values_are_what_the_model_validates_them_to(field_name: str, va
         ("tags", "a,b", "valid list"),
         ("code", "eur", "pattern"),
         ("whole", "1.5", "not a whole number"),
+        ("moment_2024", "2024-12-31T23:30:00-02:00", "Value error, must be in 2024"),
     ],
 )
 def test_coercers_enforce_the_fields_constraints(field_name: str, value: Any, reason: str) -> None:
