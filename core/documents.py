@@ -24,7 +24,7 @@ time), a cycle ends in RecursionError, as a too deeply nested document always di
 
 def document_keys(spec: ContainerSpec, doc: Any) -> tuple[str, str, int | None]:
     """The document's id, partition key and `ttl` (None when absent), validated."""
-    if not isinstance(doc, Mapping):
+    if type(doc) is not dict and not isinstance(doc, Mapping):  # the ABC check is slow
         raise PermanentError(
             f"a document for {spec.name} must be a JSON object, got {type(doc).__name__}",
             resource=spec.name,

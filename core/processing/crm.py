@@ -604,7 +604,7 @@ def _day(value: Any) -> date | None:
     if not value:
         return None
     try:
-        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        parsed = datetime.fromisoformat(value if type(value) is str else str(value))
     except ValueError:
         return None
     return parsed.astimezone(UTC).date() if parsed.tzinfo else parsed.date()

@@ -337,7 +337,7 @@ class SqliteDocumentStore:
             insert_rows(
                 conn,
                 _insert_head(container),
-                [tuple(row.columns[column] for column in _COLUMNS) for row in rows],
+                [row.values for row in rows],
                 _ON_CONFLICT_REPLACE,
             )
         self._after_write()
@@ -372,15 +372,9 @@ class SqliteDocumentStore:
         etag = _ETAGS.next()
         stored = {**doc, "_etag": etag, "_ts": int(now)}
         text = encode_document(spec, doc_id, stored)
-        columns = {
-            "pk": pk,
-            "id": doc_id,
-            "doc": text,
-            "etag": etag,
-            "ts": int(now),
-            "expires_at": expires_at,
-        }
-        return _Row(doc=stored, pk=pk, id=doc_id, columns=columns)
+        return _Row(
+            doc=stored, pk=pk, id=doc_id, values=(pk, doc_id, text, etag, int(now), expires_at)
+        )
 
     # ---------------------------------------------------------------- housekeeping
 
@@ -427,7 +421,13 @@ class _Row:
     doc: Document
     pk: str
     id: str
-    columns: dict[str, Any]
+    values: tuple[Any, ...]
+    """The row's columns in `_COLUMNS` order."""
+
+    @property
+    def columns(self) -> dict[str, Any]:
+        """The row's columns by name, for statements with named parameters."""
+        return dict(zip(_COLUMNS, self.values, strict=True))
 
 
 _ON_CONFLICT_REPLACE = (
