@@ -4,14 +4,12 @@ store adapters call these, so the embedded store refuses exactly what Cosmos ref
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
-from typing import Any, NoReturn, cast
-
-import rapidjson
+from typing import Any, NoReturn
 
 from core.errors import PermanentError
+from core.jsontext import dumps_strict
 from core.ports import ContainerSpec, Filter
 
 MAX_PAGE_SIZE = 1000
@@ -19,24 +17,6 @@ MAX_IN_VALUES = 1000
 MAX_DOCUMENT_BYTES = 2 * 1024 * 1024  # Cosmos DB's item size limit
 MAX_ID_BYTES = 1023  # Cosmos DB's id length limit
 INVALID_ID_CHARS = frozenset("/\\?#")  # characters Cosmos DB refuses in an id
-ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False, check_circular=False)
-"""The reference for what a document may hold. Built once (hot path). Without the
-circular-reference check (a tenth of the encoding time), a cycle ends in RecursionError,
-as a too deeply nested document always did."""
-_FAST_ENCODER = rapidjson.Encoder(
-    number_mode=rapidjson.NM_NATIVE,  # without NM_NAN: NaN and infinities are refused
-    datetime_mode=rapidjson.DM_NONE,
-    uuid_mode=rapidjson.UM_NONE,
-    bytes_mode=rapidjson.BM_NONE,
-    iterable_mode=rapidjson.IM_ONLY_LISTS,
-    mapping_mode=rapidjson.MM_ONLY_DICTS,
-    ensure_ascii=False,
-)
-"""Encodes only what is JSON for certain (dicts with string keys, lists, strings, 64-bit
-integers, finite floats, booleans, None) in half of `ENCODER`'s time, and refuses the rest
-(tuples, other keys, dict subclasses, bigger integers, lone surrogates as well as what is
-not JSON), which `ENCODER` then decides: a document is accepted exactly when `ENCODER`
-accepts it."""
 
 
 def document_keys(spec: ContainerSpec, doc: Any) -> tuple[str, str, int | None]:
@@ -77,19 +57,11 @@ def document_keys(spec: ContainerSpec, doc: Any) -> tuple[str, str, int | None]:
     return doc_id, pk, ttl
 
 
-def encode_json(body: Any) -> str:
-    """Strict JSON text (no NaN, no unknown types); raises what `ENCODER` raises."""
-    try:
-        return cast(str, _FAST_ENCODER(body))  # without a stream it returns the text
-    except (TypeError, ValueError, OverflowError, RecursionError):
-        return ENCODER.encode(body)
-
-
 def encode_document(spec: ContainerSpec, doc_id: str, body: Mapping[str, Any]) -> str:
     """Strict JSON (no NaN, no unknown types) within the item size limit, counted in UTF-8
     bytes."""
     try:
-        text = encode_json(body)
+        text = dumps_strict(body)
     except (TypeError, ValueError) as exc:
         raise PermanentError(
             f"document {doc_id!r} in container {spec.name} is not JSON: {exc}",

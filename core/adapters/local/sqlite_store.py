@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import json
 import logging
 import os
 import re
@@ -46,6 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core import jsontext
 from core.containers import CONTAINERS
 from core.continuation import decode_token, encode_token, fingerprint
 from core.documents import (
@@ -164,7 +164,7 @@ class SqliteDocumentStore:
                 f'SELECT doc FROM "{container}" WHERE pk = :pk AND id = :id AND {_NOT_EXPIRED}',
                 {"pk": partition_key, "id": id, "now": self._clock()},
             ).fetchone()
-        return None if row is None else json.loads(row[0])
+        return None if row is None else jsontext.loads(row[0])
 
     def get_many(
         self, container: str, keys: Sequence[tuple[str, str]]
@@ -190,7 +190,7 @@ class SqliteDocumentStore:
                     [*itertools.chain.from_iterable(chunk), now],
                 ).fetchall()
             for pk, id_, doc in rows:
-                found[(pk, id_)] = json.loads(doc)
+                found[(pk, id_)] = jsontext.loads(doc)
         return found
 
     def query(
@@ -245,7 +245,7 @@ class SqliteDocumentStore:
         conn = self._connection()
         with sqlite_errors(container):
             rows = conn.execute(sql, {**params.values, "now": self._clock()}).fetchall()
-        items = [json.loads(row[0]) for row in rows[:limit]]
+        items = [jsontext.loads(row[0]) for row in rows[:limit]]
         token = encode_token(list(rows[limit - 1][1:]), query_id) if len(rows) > limit else None
         return Page(items=items, continuation=token)
 
