@@ -73,6 +73,11 @@ _PROPERTIES_ENCODER = json.JSONEncoder(separators=(",", ":"))
 as the rest of preparing a message."""
 _PROPERTIES_CACHE_SIZE = 1024
 _properties_cache: dict[tuple[Any, ...], str] = {}
+_SECURE_DELETE = "PRAGMA secure_delete=FAST"
+"""Debian's SQLite zeroes every freed page (SECURE_DELETE), so settling a 90 KB message
+wrote its ~22 overflow pages again: 550-760 us per delete, against 50 us with FAST, which
+zeroes deleted content only where the page is written anyway. Message bodies are the
+data the shards hold, and their WAL frames outlive the delete in any mode."""
 _FIRST_POLL_SECONDS = 0.02
 _MAX_POLL_SECONDS = 0.2
 _IDS_PER_QUERY = 500
@@ -888,6 +893,7 @@ class SqliteBus:
             )
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
+            conn.execute(_SECURE_DELETE)
         except sqlite3.Error as exc:
             raise self._translate(exc, str(self._path)) from exc
         with self._connections_lock:
