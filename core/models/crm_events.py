@@ -321,7 +321,7 @@ class EventWriter:
     checked to carry its type's payload model and to agree with the publication's tenant
     and correlation id: this runs for every event of every record."""
 
-    __slots__ = ("_correlation_id", "_envelopes", "_tenant_id")
+    __slots__ = ("_envelopes",)
 
     def __init__(
         self,
@@ -334,12 +334,10 @@ class EventWriter:
     ) -> None:
         if not source:
             raise ValueError("source is required")
-        self._tenant_id = _agreeing("tenantId", tenant_id, None)
-        self._correlation_id = _agreeing("correlationId", correlation_id, None)
         self._envelopes = EnvelopeWriter(
             source=source,
-            tenant_id=self._tenant_id,
-            correlation_id=self._correlation_id,
+            tenant_id=_agreeing("tenantId", tenant_id, None),
+            correlation_id=_agreeing("correlationId", correlation_id, None),
             causation_id=causation_id,
             time=time,
         )
@@ -355,9 +353,10 @@ class EventWriter:
         if expected is None or type(payload) is not expected:
             raise ValueError(f"event {event_type} takes a {expected} payload, not {type(payload)}")
         fields = payload.__dict__
-        _agreeing("tenantId", self._tenant_id, fields.get("tenant_id"))
-        _agreeing("correlationId", self._correlation_id, fields.get("correlation_id"))
-        return self._envelopes.message(
+        envelopes = self._envelopes
+        _agreeing("tenantId", envelopes.tenant_id, fields.get("tenant_id"))
+        _agreeing("correlationId", envelopes.correlation_id, fields.get("correlation_id"))
+        return envelopes.message(
             event_type,
             payload,
             message_id,

@@ -85,7 +85,7 @@ class EnvelopeWriter:
     share are encoded once, when the writer is made. `time` (ISO 8601, UTC) defaults to
     now."""
 
-    __slots__ = ("_correlation_id", "_shared", "_tenant_id")
+    __slots__ = ("_shared", "correlation_id", "tenant_id")
 
     def __init__(
         self,
@@ -96,8 +96,8 @@ class EnvelopeWriter:
         causation_id: str | None = None,
         time: str | None = None,
     ) -> None:
-        self._tenant_id = tenant_id
-        self._correlation_id = correlation_id
+        self.tenant_id = tenant_id
+        self.correlation_id = correlation_id
         shared = to_json(
             {
                 "source": source,
@@ -133,11 +133,11 @@ class EnvelopeWriter:
         return OutboundMessage(
             body=body,
             message_id=message_id,
-            correlation_id=self._correlation_id,
+            correlation_id=self.correlation_id,
             subject=event_type,
             application_properties={
                 "eventType": event_type,
-                "tenantId": self._tenant_id,
+                "tenantId": self.tenant_id,
                 **(properties or {}),
             },
         )
